@@ -1,0 +1,40 @@
+"""Builds a method's two stages by name; the one place a worker asks for pipelines.
+
+``preview`` needs no weights and runs on the CPU.  ``synchuman`` reads the
+official released checkpoints from a local weights directory laid out as::
+
+    {weights_dir}/OneStage/...                        the official ckpts/OneStage folder
+    {weights_dir}/SecondStage/...                     the official ckpts/SecondStage folder
+    {weights_dir}/dinov2/dinov2_vitl14_reg4_pretrain.pth   DINOv2 ViT-L/14 with registers
+
+Imports are local so that a worker only pays for the method it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.base import GenerationPipelines
+
+PIPELINE_NAMES = ("preview", "synchuman")
+
+
+def load_pipelines(
+    name: str,
+    *,
+    weights_dir: str | Path | None = None,
+    device: str = "cpu",
+    dtype: str | None = None,
+) -> GenerationPipelines:
+    """Load both stages of pipeline ``name`` onto ``device``; raises ValueError on a bad name."""
+    if name == "preview":
+        from pipelines.preview import load_preview
+
+        return load_preview(device=device)
+    if name == "synchuman":
+        if weights_dir is None:
+            raise ValueError("the synchuman pipeline needs a weights directory")
+        from pipelines.synchuman import load_synchuman
+
+        return load_synchuman(Path(weights_dir), device=device, dtype=dtype)
+    raise ValueError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINE_NAMES)}")

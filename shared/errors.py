@@ -1,0 +1,116 @@
+"""The service's error hierarchy: stable codes, clear messages, no HTTP.
+
+Every error a client can see is a :class:`ServiceError` with a ``code`` that
+never changes meaning.  ``api/errors.py`` maps each class to an HTTP status;
+the worker stores ``{code, message, retryable}`` on the failed job record.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class; ``code`` is the stable machine-readable reason."""
+
+    code = "internal_error"
+    retryable = False
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class InvalidInputError(ServiceError):
+    """The request is well formed but its content cannot be used (bad image, bad option)."""
+
+    code = "invalid_input"
+
+
+class InvalidImageError(InvalidInputError):
+    code = "invalid_image"
+
+
+class UnsupportedFormatError(InvalidInputError):
+    code = "unsupported_format"
+
+
+class NoForegroundError(InvalidInputError):
+    code = "no_foreground"
+
+
+class ImageTooLargeError(InvalidInputError):
+    """Over the pixel cap (a decompression bomb, or simply too many pixels)."""
+
+    code = "image_too_large"
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """Over the byte cap."""
+
+    code = "payload_too_large"
+
+
+class InvalidOptionsError(InvalidInputError):
+    code = "invalid_options"
+
+
+class UrlRefusedError(InvalidInputError):
+    """``image_url``/``webhook_url`` points somewhere the service will not go."""
+
+    code = "url_refused"
+
+
+class UrlFetchError(InvalidInputError):
+    """``image_url`` could not be downloaded (timeout, status, too large)."""
+
+    code = "url_fetch_failed"
+
+
+class JobNotFoundError(ServiceError):
+    code = "job_not_found"
+
+
+class JobNotReadyError(ServiceError):
+    """The job has no result (yet, or ever)."""
+
+    code = "job_not_ready"
+
+
+class IllegalTransitionError(ServiceError):
+    """A state change the job state machine does not allow."""
+
+    code = "illegal_transition"
+
+
+class ServiceUnavailableError(ServiceError):
+    code = "service_unavailable"
+    retryable = True
+
+
+class StorageError(ServiceError):
+    code = "storage_error"
+    retryable = True
+
+
+class JobCanceledError(ServiceError):
+    """Raised from a progress callback to stop a job whose cancellation was requested."""
+
+    code = "canceled"
+
+
+class WorkerLostError(ServiceError):
+    """The job's worker died more often than ``worker.max_attempts`` allows."""
+
+    code = "worker_lost"
+
+
+class PipelineError(ServiceError):
+    """The model failed on this input for a reason that is not the input's fault."""
+
+    code = "pipeline_error"

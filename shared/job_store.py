@@ -1,0 +1,202 @@
+"""The Redis job store: the single source of truth of every job's state.
+
+Layout (``{p}`` is ``redis.key_prefix``)::
+
+    {p}:job:{id}          JSON JobRecord, expires ``jobs.retention_s`` after its last change
+    {p}:queue             sorted set of queued job ids, scored by submission order
+    {p}:seq               submission counter (the queue's scores)
+    {p}:stats:job_s       moving average of successful job durations (ETAs)
+    {p}:worker:{id}       worker heartbeats (see ``shared.heartbeat``)
+
+Every status change runs :func:`shared.jobs.transition` inside a WATCH/MULTI
+transaction, so concurrent writers (a redelivered task, a cancel) either see
+each other's change or retry; an illegal move raises
+:class:`~shared.errors.IllegalTransitionError` and writes nothing.
+
+``JobStore`` is synchronous (worker, tests, CLI); ``AsyncJobStore`` is the
+subset the API needs, on ``redis.asyncio``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+from shared.errors import JobNotFoundError
+from shared.jobs import JobRecord, JobStatus, transition
+
+DURATION_EMA_WEIGHT = 0.2
+"""Weight of the newest job in the moving average of job durations."""
+
+
+class JobKeys:
+    """Key names of one deployment."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.queue = f"{prefix}:queue"
+        self.seq = f"{prefix}:seq"
+        self.job_seconds = f"{prefix}:stats:job_s"
+        self.worker_pattern = f"{prefix}:worker:*"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+
+class JobStore:
+    """Synchronous job store (worker side, tests, tools)."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, retention_s: int) -> None:
+        self.redis = client
+        self.keys = JobKeys(prefix)
+        self.retention_s = retention_s
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str, retention_s: int) -> JobStore:
+        return cls(redis.Redis.from_url(url), prefix=prefix, retention_s=retention_s)
+
+    def create(self, record: JobRecord) -> int:
+        """Store a new queued job; returns its 1-based queue position."""
+        seq = self.redis.incr(self.keys.seq)
+        pipe = self.redis.pipeline()
+        pipe.set(self.keys.job(record.id), record.model_dump_json(), ex=self.retention_s, nx=True)
+        pipe.zadd(self.keys.queue, {record.id: seq})
+        pipe.zrank(self.keys.queue, record.id)
+        created, _, rank = pipe.execute()
+        if not created:
+            raise ValueError(f"job {record.id} already exists")
+        return int(rank) + 1
+
+    def get(self, job_id: str) -> JobRecord:
+        raw = self.redis.get(self.keys.job(job_id))
+        if raw is None:
+            raise JobNotFoundError(f"no job with id {job_id}")
+        return JobRecord.model_validate_json(raw)
+
+    def queue_position(self, job_id: str) -> int | None:
+        rank = self.redis.zrank(self.keys.queue, job_id)
+        return None if rank is None else int(rank) + 1
+
+    def update(self, job_id: str, change: Callable[[JobRecord], JobRecord | None]) -> JobRecord:
+        """Apply ``change`` atomically; it returns the new record, or None to write nothing."""
+        key = self.keys.job(job_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        raise JobNotFoundError(f"no job with id {job_id}")
+                    current = JobRecord.model_validate_json(raw)
+                    new = change(current)
+                    if new is None:
+                        pipe.unwatch()
+                        return current
+                    pipe.multi()
+                    pipe.set(key, new.model_dump_json(), ex=self.retention_s)
+                    if new.status is not JobStatus.queued:
+                        pipe.zrem(self.keys.queue, job_id)
+                    pipe.execute()
+                    return new
+                except redis.WatchError:
+                    continue
+
+    def transition(self, job_id: str, status: JobStatus, **changes: Any) -> JobRecord:
+        return self.update(job_id, lambda record: transition(record, status, **changes))
+
+    def request_cancel(self, job_id: str) -> JobRecord:
+        return self.update(job_id, _cancel)
+
+    def record_duration(self, seconds: float) -> None:
+        """Fold one successful job's duration into the moving average used for ETAs."""
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(self.keys.job_seconds)
+                    old = pipe.get(self.keys.job_seconds)
+                    new = seconds if old is None else (1 - DURATION_EMA_WEIGHT) * float(old) + DURATION_EMA_WEIGHT * seconds
+                    pipe.multi()
+                    pipe.set(self.keys.job_seconds, f"{new:.3f}")
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+
+class AsyncJobStore:
+    """The API's view of the job store, on ``redis.asyncio``."""
+
+    def __init__(self, client: aredis.Redis, *, prefix: str, retention_s: int) -> None:
+        self.redis = client
+        self.keys = JobKeys(prefix)
+        self.retention_s = retention_s
+
+    async def create(self, record: JobRecord) -> int:
+        seq = await self.redis.incr(self.keys.seq)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.job(record.id), record.model_dump_json(), ex=self.retention_s, nx=True)
+            pipe.zadd(self.keys.queue, {record.id: seq})
+            pipe.zrank(self.keys.queue, record.id)
+            created, _, rank = await pipe.execute()
+        if not created:
+            raise ValueError(f"job {record.id} already exists")
+        return int(rank) + 1
+
+    async def get_with_position(self, job_id: str) -> tuple[JobRecord, int | None, float | None]:
+        """The record, its queue position (None unless queued) and the mean job duration."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.job(job_id))
+            pipe.zrank(self.keys.queue, job_id)
+            pipe.get(self.keys.job_seconds)
+            raw, rank, job_s = await pipe.execute()
+        if raw is None:
+            raise JobNotFoundError(f"no job with id {job_id}")
+        record = JobRecord.model_validate_json(raw)
+        position = int(rank) + 1 if rank is not None and record.status is JobStatus.queued else None
+        return record, position, float(job_s) if job_s is not None else None
+
+    async def update(self, job_id: str, change: Callable[[JobRecord], JobRecord | None]) -> JobRecord:
+        key = self.keys.job(job_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise JobNotFoundError(f"no job with id {job_id}")
+                    current = JobRecord.model_validate_json(raw)
+                    new = change(current)
+                    if new is None:
+                        await pipe.unwatch()
+                        return current
+                    pipe.multi()
+                    pipe.set(key, new.model_dump_json(), ex=self.retention_s)
+                    if new.status is not JobStatus.queued:
+                        pipe.zrem(self.keys.queue, job_id)
+                    await pipe.execute()
+                    return new
+                except redis.WatchError:
+                    continue
+
+    async def request_cancel(self, job_id: str) -> JobRecord:
+        return await self.update(job_id, _cancel)
+
+    async def delete(self, job_id: str) -> None:
+        """Remove a job that was never enqueued (its message could not be sent)."""
+        await self.redis.delete(self.keys.job(job_id))
+        await self.redis.zrem(self.keys.queue, job_id)
+
+
+def _cancel(record: JobRecord) -> JobRecord | None:
+    """Queued jobs cancel at once; running ones are flagged and stop at their next step."""
+    if record.status is JobStatus.queued:
+        return transition(record, JobStatus.canceled)
+    if record.status is JobStatus.running and not record.cancel_requested:
+        return record.model_copy(update={"cancel_requested": True})
+    return None

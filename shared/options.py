@@ -1,0 +1,63 @@
+"""Generation options: their bounds and defaults, in one place.
+
+The API validates requests against :class:`GenerationOptions`, the worker passes
+them to the pipelines, and ``/info`` can publish :func:`option_bounds`.
+Defaults are those of the official SyncHuman release.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+TEXTURE_SIZES = (512, 1024, 2048)
+
+
+class GenerationOptions(BaseModel):
+    """Knobs of one generation; every one bounded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = Field(43, ge=0, le=2**31 - 1, description="Random seed of both stages.")
+    stage1_steps: int = Field(50, ge=1, le=200, description="Stage-1 diffusion steps.")
+    guidance_scale: float = Field(3.0, ge=0.0, le=20.0, description="Stage-1 classifier-free guidance.")
+    stage2_steps: int = Field(25, ge=1, le=100, description="Stage-2 flow sampling steps.")
+    cfg_strength: float = Field(5.0, ge=0.0, le=20.0, description="Stage-2 classifier-free guidance.")
+    texture_size: int = Field(1024, ge=256, le=2048, description="Side of the baked texture (px); 512, 1024 or 2048.")
+    simplify: float = Field(0.7, ge=0.0, le=0.98, description="Fraction of faces removed by simplification.")
+
+    @field_validator("texture_size")
+    @classmethod
+    def _texture_size_is_supported(cls, value: int) -> int:
+        if value not in TEXTURE_SIZES:
+            raise ValueError(f"texture_size must be one of {', '.join(map(str, TEXTURE_SIZES))}")
+        return value
+
+    def stage1_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``Stage1Pipeline.__call__``."""
+        return {"num_inference_steps": self.stage1_steps, "guidance_scale": self.guidance_scale}
+
+    def stage2_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``Stage2Pipeline.__call__``."""
+        return {
+            "num_steps": self.stage2_steps,
+            "cfg_strength": self.cfg_strength,
+            "texture_size": self.texture_size,
+            "simplify": self.simplify,
+        }
+
+
+def option_bounds() -> dict[str, dict[str, Any]]:
+    """``{name: {default, minimum, maximum, description}}`` for every option."""
+    schema = GenerationOptions.model_json_schema()["properties"]
+    bounds = {}
+    for name, prop in schema.items():
+        bounds[name] = {
+            "default": prop.get("default"),
+            "minimum": prop.get("minimum"),
+            "maximum": prop.get("maximum"),
+            "description": prop.get("description"),
+        }
+    bounds["texture_size"]["allowed"] = list(TEXTURE_SIZES)
+    return bounds

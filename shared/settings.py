@@ -1,0 +1,100 @@
+"""One typed settings object for every process of the service.
+
+Values come from the environment with the prefix ``SYNCHUMAN_`` and ``__``
+between a group and its field, e.g. ``SYNCHUMAN_STORAGE__BACKEND=s3`` or
+``SYNCHUMAN_WORKER__PIPELINE=synchuman``.  The defaults describe the embedded
+stack (one machine, local disk, the CPU preview pipeline), so nothing has to be
+set for a first run.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RedisSettings(BaseModel):
+    url: str = "redis://127.0.0.1:6379/0"
+    """Job store and Celery broker (the same server; AOF persistence recommended)."""
+    key_prefix: str = "synchuman"
+    """Prefix of every key the job store writes, so one Redis can hold several deployments."""
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["local", "s3"] = "local"
+    local_dir: Path = Path("var/storage")
+    """Root of the local backend (shared by the API and the worker on one machine)."""
+    url_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    """Lifetime of every download URL handed out."""
+    signing_secret: str = "change-me-local-signing-secret"
+    """HMAC key of the local backend's download URLs."""
+    public_base_url: str = "http://127.0.0.1:8000"
+    """Base the API's own download URLs (local backend) start with."""
+    s3_endpoint: str = "http://127.0.0.1:8333"
+    """Where the API and the workers reach S3 (inside the deployment's network)."""
+    s3_public_endpoint: str | None = None
+    """Where clients reach S3; presigned URLs are signed for this host (defaults to s3_endpoint)."""
+    s3_bucket: str = "synchuman"
+    s3_region: str = "us-east-1"
+    s3_access_key: str = "synchuman"
+    s3_secret_key: str = "synchuman-secret"
+    s3_retention_days: int = Field(7, ge=1)
+    """Lifecycle rule applied to ``jobs/`` when the bucket is set up."""
+
+
+class ApiSettings(BaseModel):
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=64 * 64)
+    """Largest width * height decoded; larger images are refused before decoding."""
+    min_side: int = Field(64, ge=1)
+    url_fetch_timeout_s: float = Field(10.0, gt=0)
+    url_fetch_allow_hosts: list[str] = []
+    """Hosts or networks (CIDR) ``image_url`` may reach even though they are private/loopback."""
+    url_fetch_max_redirects: int = Field(3, ge=0, le=10)
+
+
+class WorkerSettings(BaseModel):
+    pipeline: Literal["preview", "synchuman"] = "preview"
+    weights_dir: Path | None = None
+    device: str = "cpu"
+    dtype: str | None = None
+    max_attempts: int = Field(2, ge=1)
+    """Starts of one job before it is marked failed (a job that kills its worker twice fails)."""
+    visibility_timeout_s: int = Field(2 * 3600, ge=1)
+    """Redis broker redelivery delay for unacknowledged jobs; above the longest job."""
+    unacked_restore_interval_s: int = Field(10, ge=1)
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    heartbeat_ttl_s: int = Field(20, ge=2)
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_max_retries: int = Field(5, ge=0)
+    webhook_secret: str = "change-me-webhook-secret"
+    """HMAC-SHA256 key of the ``X-SyncHuman-Signature`` header on webhook calls."""
+
+
+class JobSettings(BaseModel):
+    retention_s: int = Field(7 * 24 * 3600, ge=60)
+    """How long a finished job's record is kept in Redis."""
+    default_job_s: float = Field(60.0, gt=0)
+    """Assumed duration of one job for ETAs until real durations are known."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCHUMAN_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    redis: RedisSettings = RedisSettings()
+    storage: StorageSettings = StorageSettings()
+    api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
+    jobs: JobSettings = JobSettings()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
