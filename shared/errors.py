@@ -36,6 +36,10 @@ class InvalidImageError(InvalidInputError):
     code = "invalid_image"
 
 
+class EmptyUploadError(InvalidInputError):
+    code = "empty_upload"
+
+
 class UnsupportedFormatError(InvalidInputError):
     code = "unsupported_format"
 
@@ -60,6 +64,12 @@ class InvalidOptionsError(InvalidInputError):
     code = "invalid_options"
 
 
+class MissingImageError(InvalidInputError):
+    """Neither ``image`` nor ``image_url`` was given (or both were)."""
+
+    code = "missing_image"
+
+
 class UrlRefusedError(InvalidInputError):
     """``image_url``/``webhook_url`` points somewhere the service will not go."""
 
@@ -74,6 +84,12 @@ class UrlFetchError(InvalidInputError):
 
 class JobNotFoundError(ServiceError):
     code = "job_not_found"
+
+
+class UrlSignatureError(ServiceError):
+    """A download URL that was not signed by this service, or has expired."""
+
+    code = "invalid_signature"
 
 
 class JobNotReadyError(ServiceError):
@@ -114,3 +130,41 @@ class PipelineError(ServiceError):
     """The model failed on this input for a reason that is not the input's fault."""
 
     code = "pipeline_error"
+
+
+class JobNotCancelableError(ServiceError):
+    """The job already succeeded or failed; there is nothing left to cancel."""
+
+    code = "job_not_cancelable"
+
+
+class IdempotencyConflictError(InvalidInputError):
+    """An ``Idempotency-Key`` reused within its lifetime for a different request."""
+
+    code = "idempotency_key_reused"
+
+
+class NoWebhookError(ServiceError):
+    """The job has no ``webhook_url``, or no event to redeliver yet."""
+
+    code = "no_webhook"
+
+
+class WaitTimeoutError(ServiceError):
+    """The synchronous API stopped waiting; the job goes on and can be polled by its id."""
+
+    code = "timeout"
+    retryable = True
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "job_id": self.job_id}
+
+
+class WebhookSignatureError(ServiceError, ValueError):
+    """A webhook call whose headers or signature do not check out (receiver side)."""
+
+    code = "invalid_webhook_signature"

@@ -55,6 +55,10 @@ class ApiSettings(BaseModel):
     url_fetch_allow_hosts: list[str] = []
     """Hosts or networks (CIDR) ``image_url`` may reach even though they are private/loopback."""
     url_fetch_max_redirects: int = Field(3, ge=0, le=10)
+    idempotency_ttl_s: int = Field(24 * 3600, ge=60)
+    """How long an ``Idempotency-Key`` maps to its job."""
+    generate_timeout_s: float = Field(600.0, gt=0)
+    """How long the synchronous ``POST /generate`` waits before answering 504 with the job id."""
 
 
 class WorkerSettings(BaseModel):
@@ -75,6 +79,23 @@ class WorkerSettings(BaseModel):
     """HMAC-SHA256 key of the ``X-SyncHuman-Signature`` header on webhook calls."""
 
 
+class WebhookSettings(BaseModel):
+    """Signed job webhooks (``shared.webhooks``): secret, timeout, retry schedule, allowlist."""
+
+    secret: str = "whsec_Y2hhbmdlLW1lLWxvY2FsLXdlYmhvb2stc2VjcmV0"
+    """``whsec_<base64 key>`` signing every call (Standard Webhooks); set your own in production."""
+    timeout_s: float = Field(15.0, gt=0, le=30)
+    first_retry_s: float = Field(5.0, ge=0)
+    backoff_factor: float = Field(5.0, ge=1)
+    max_retry_s: float = Field(24 * 3600, gt=0)
+    max_retries: int = Field(9, ge=0)
+    """Retries after the first attempt (defaults: 5 s up to 24 h apart, about 3 days in all)."""
+    jitter: float = Field(0.2, ge=0, lt=1)
+    """Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]."""
+    allow_hosts: list[str] = []
+    """Hosts or networks (CIDR) ``webhook_url`` may reach even though they are private/loopback."""
+
+
 class JobSettings(BaseModel):
     retention_s: int = Field(7 * 24 * 3600, ge=60)
     """How long a finished job's record is kept in Redis."""
@@ -92,6 +113,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
     jobs: JobSettings = JobSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
 
 @lru_cache(maxsize=1)

@@ -80,7 +80,7 @@ def rasterize(
     best = torch.full((num_pixels,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
 
     tri = xy[faces]  # (F, 3, 2)
-    lo = torch.floor(tri.amin(dim=1) - 0.5).to(torch.int64) + 1  # first pixel index whose centre can be inside
+    lo = torch.ceil(tri.amin(dim=1) - 0.5).to(torch.int64)  # first pixel whose centre can be inside
     hi = torch.floor(tri.amax(dim=1) - 0.5).to(torch.int64)  # last one
     lo[:, 0].clamp_(min=0)
     lo[:, 1].clamp_(min=0)

@@ -24,7 +24,8 @@ def downsample(x: SparseVoxels, factor: int = 2) -> SparseVoxels:
     unique_code, parent = torch.unique(code, return_inverse=True)
     channels = x.feats.shape[1:]
     pooled = torch.zeros((unique_code.shape[0], *channels), dtype=x.feats.dtype, device=x.device)
-    pooled.index_reduce_(0, parent, x.feats, reduce="mean", include_self=True)
+    index = parent.view(-1, *([1] * len(channels))).expand_as(x.feats)
+    pooled = pooled.scatter_reduce(0, index, x.feats, reduce="mean", include_self=True)
     z = unique_code % extent[2]
     y = (unique_code // extent[2]) % extent[1]
     xx = (unique_code // (extent[2] * extent[1])) % extent[0]

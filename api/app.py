@@ -1,0 +1,45 @@
+"""The FastAPI application: ``uvicorn api.app:create_app --factory``."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.context import ApiContext
+from api.errors import install_error_handlers
+from api.routes import files, health, jobs
+from api.ui import router as ui_router
+from shared.settings import Settings, get_settings
+
+DESCRIPTION = """
+One photo of a person in, a textured 3D model (GLB) out, through a job queue.
+
+Submit with `POST /v1/jobs`, poll `GET /v1/jobs/{id}` (status, stage, progress,
+ETA, and fresh download URLs once it succeeded), or follow
+`GET /v1/jobs/{id}/result` to the GLB. Every error answer has the body
+`{"error": {"code", "message", "retryable"}}` with a stable `code`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        context = ApiContext.build(settings)
+        if settings.storage.backend == "s3":
+            context.storage.ensure_bucket()
+        app.state.context = context
+        try:
+            yield
+        finally:
+            await context.close()
+
+    app = FastAPI(title="SyncHuman job service", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    app.include_router(files.router)
+    app.include_router(ui_router)
+    return app

@@ -1,0 +1,59 @@
+"""The one table from service errors to HTTP statuses, and the one error body.
+
+Every error answer has the body ``{"error": {"code", "message", "retryable"}}``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import errors as e
+
+STATUS_BY_ERROR: list[tuple[type[e.ServiceError], int]] = [
+    (e.PayloadTooLargeError, 413),
+    (e.UnsupportedFormatError, 415),
+    (e.MissingImageError, 400),
+    (e.UrlRefusedError, 422),
+    (e.UrlFetchError, 422),
+    (e.InvalidInputError, 422),
+    (e.JobNotFoundError, 404),
+    (e.UrlSignatureError, 403),
+    (e.JobNotReadyError, 409),
+    (e.IllegalTransitionError, 409),
+    (e.ServiceUnavailableError, 503),
+    (e.StorageError, 503),
+]
+"""First matching class wins (subclasses before their bases)."""
+
+
+def status_for(error: e.ServiceError) -> int:
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+def error_body(code: str, message: str, retryable: bool = False) -> dict:
+    return {"error": {"code": code, "message": message, "retryable": retryable}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(e.ServiceError)
+    async def service_error(_: Request, exc: e.ServiceError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.retryable), status_code=status_for(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()
+        )
+        return JSONResponse(error_body("invalid_request", details or "invalid request"), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        code = codes.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)

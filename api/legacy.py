@@ -1,0 +1,281 @@
+"""The synchronous API existing SyncHuman users already call: ``/generate``, ``/health``, ``/info``, ``/``.
+
+Same request fields and answer keys as the servers their scripts were written
+for (``result['stage1']['output_dir']``, ``result['stage2']['output_dir']``,
+a zip with ``stage1/``, ``stage2/`` and ``results_metadata.json``), but run
+through the job queue:
+
+* ``POST /generate`` submits an ordinary job and waits for it with
+  ``asyncio.sleep`` between reads of the job record, so the event loop stays
+  free (``/health`` answers at once while jobs run);
+* every parameter is applied (they become the job's options);
+* a client that disconnects only stops the waiting: the job goes on, and its id
+  can be polled at ``/v1/jobs/{id}``;
+* past ``api.generate_timeout_s`` it answers 504 with the job id;
+* errors are JSON with a stable code (``{"error": {...}}``), never a traceback.
+
+``output_dir`` is a URL base: ``{output_dir}/{file}`` (for example
+``…/stage2/output.glb``) redirects to a fresh download URL of that file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.context import ApiContext, ContextDep
+from api.errors import error_body
+from api.schemas import ErrorBody
+from shared import errors as e
+from shared.jobs import JobRecord, JobStatus
+from shared.job_view import job_body, job_links
+from shared.options import option_bounds
+from shared.webhooks import WebhookEvent, retry_schedule
+
+router = APIRouter(tags=["synchronous API"])
+
+SERVICE_NAME = "SyncHuman job service"
+POLL_INTERVAL_S = 0.2
+"""Time between two reads of the job record while ``/generate`` waits."""
+
+
+
+def _codes_of(cls: type[e.ServiceError]) -> frozenset[str]:
+    return frozenset({cls.code}).union(*(_codes_of(sub) for sub in cls.__subclasses__()))
+
+
+INPUT_ERROR_CODES = _codes_of(e.InvalidInputError)
+"""Job error codes that are the input's fault (answered 422, not 500)."""
+
+
+def artifact_base(request: Request, job_id: str) -> str:
+    """URL base of a job's files: ``{base}/stage2/output.glb`` redirects to that file."""
+    return f"{str(request.base_url).rstrip('/')}/v1/jobs/{job_id}/artifacts"
+
+
+def describe_result(request: Request, ctx: ApiContext, record: JobRecord) -> dict[str, Any]:
+    """The JSON answer of ``/generate`` for a job that succeeded."""
+    body = job_body(record, ctx.storage, ctx.settings.storage.url_ttl_s)
+    base = artifact_base(request, record.id)
+    stages: dict[str, Any] = {}
+    for stage in ("stage1", "stage2"):
+        files = {
+            name.split("/", 1)[1]: link["url"] for name, link in body["outputs"].items() if name.startswith(f"{stage}/")
+        }
+        stages[stage] = {"output_dir": f"{base}/{stage}", "files": files} if files else None
+    zip_link = body["outputs"].get("results.zip")
+    return {
+        "status": "success",
+        "job_id": record.id,
+        "stage1": stages["stage1"],
+        "stage2": stages["stage2"],
+        "results_zip": zip_link["url"] if zip_link else None,
+        "parameters": record.options,
+        "pipeline": record.pipeline,
+        "timings": record.timings,
+        "links": job_links(record.id),
+    }
+
+
+async def wait_for_job(ctx: ApiContext, request: Request, job_id: str, timeout_s: float) -> JobRecord | None:
+    """The job's record once it is terminal; None if the client went away first.
+
+    Raises :class:`~shared.errors.WaitTimeoutError` after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        record, _, _ = await ctx.store.get_with_position(job_id)
+        if record.status.is_terminal:
+            return record
+        if await request.is_disconnected():
+            return None
+        if time.monotonic() >= deadline:
+            raise e.WaitTimeoutError(
+                f"the job did not finish within {timeout_s:g} s; it goes on: poll /v1/jobs/{job_id}", job_id=job_id
+            )
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+def _failure(record: JobRecord) -> JSONResponse:
+    if record.status is JobStatus.canceled:
+        code, message, status = "canceled", "the job was canceled", 409
+    else:
+        error = record.error
+        code = error.code if error else "internal_error"
+        message = error.message if error else "the job failed"
+        status = 422 if code in INPUT_ERROR_CODES else 500
+    body = error_body(code, message, bool(record.error and record.error.retryable))
+    body["job_id"] = record.id
+    return JSONResponse(body, status_code=status)
+
+
+@router.post(
+    "/generate",
+    summary="Synchronous generation (existing clients): submit, wait, answer the result",
+    responses={
+        200: {"description": "JSON describing stage1 and stage2 outputs, or with `download=true` a zip."},
+        409: {"model": ErrorBody, "description": "`canceled`: the job was canceled while the request waited."},
+        422: {"model": ErrorBody, "description": "Bad input (same codes as `POST /v1/jobs`)."},
+        500: {"model": ErrorBody, "description": "The pipeline failed (`pipeline_error`, `worker_lost`)."},
+        504: {"model": ErrorBody, "description": "`timeout`: the job goes on; `job_id` says which one to poll."},
+    },
+)
+async def generate(
+    request: Request,
+    ctx: ContextDep,
+    image: Annotated[UploadFile | None, File(description="PNG (RGBA cut-out), JPEG or WebP")] = None,
+    image_url: Annotated[str | None, Form(description="http(s) URL of the photo instead of an upload")] = None,
+    stage1_only: Annotated[bool, Form(description="Stop after the five views (no mesh)")] = False,
+    stage1_steps: Annotated[int | None, Form()] = None,
+    stage2_steps: Annotated[int | None, Form()] = None,
+    seed: Annotated[int | None, Form()] = None,
+    guidance_scale: Annotated[float | None, Form()] = None,
+    cfg_strength: Annotated[float | None, Form()] = None,
+    texture_size: Annotated[int | None, Form()] = None,
+    simplify: Annotated[float | None, Form()] = None,
+    download: Annotated[bool, Form(description="Answer the results zip instead of JSON")] = False,
+) -> Response:
+    from api.routes.jobs import create_job
+
+    knobs = {
+        "stage1_steps": stage1_steps,
+        "stage2_steps": stage2_steps,
+        "seed": seed,
+        "guidance_scale": guidance_scale,
+        "cfg_strength": cfg_strength,
+        "texture_size": texture_size,
+        "simplify": simplify,
+    }
+    options: dict[str, Any] = {name: value for name, value in knobs.items() if value is not None}
+    if stage1_only:
+        options["stage1_only"] = True
+    created = await create_job(ctx, image=image, image_url=image_url, options=json.dumps(options), webhook_url=None)
+    job_id = json.loads(created.body)["id"]
+    try:
+        record = await wait_for_job(ctx, request, job_id, ctx.settings.api.generate_timeout_s)
+    except e.WaitTimeoutError as exc:
+        body = error_body(exc.code, exc.message, exc.retryable)
+        body["job_id"] = job_id
+        body["links"] = job_links(job_id)
+        return JSONResponse(body, status_code=504, headers={"Location": f"/v1/jobs/{job_id}"})
+    if record is None:  # the client left; the job goes on
+        return Response(status_code=499)
+    if record.status is not JobStatus.succeeded:
+        return _failure(record)
+    if download:
+        key = record.outputs.get("results.zip")
+        if key is None:
+            raise e.JobNotReadyError("the job has no results zip")
+        data = await run_in_threadpool(ctx.storage.get_bytes, key)
+        disposition = f'attachment; filename="synchuman_{job_id}.zip"'
+        return Response(data, media_type="application/zip", headers={"Content-Disposition": disposition})
+    return JSONResponse(describe_result(request, ctx, record))
+
+
+@router.get(
+    "/v1/jobs/{job_id}/artifacts/{name:path}",
+    status_code=302,
+    summary="Redirect to a fresh download URL of one of a job's files (e.g. stage2/output.glb)",
+    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+)
+async def artifact(ctx: ContextDep, job_id: str, name: str) -> RedirectResponse:
+    record, _, _ = await ctx.store.get_with_position(job_id)
+    if record.status is not JobStatus.succeeded:
+        raise e.JobNotReadyError(f"the job is {record.status.value}; its files are not available")
+    key = record.outputs.get(name)
+    if key is None:
+        raise e.JobNotFoundError(f"the job has no file {name!r}")
+    link = ctx.storage.download_url(key, ctx.settings.storage.url_ttl_s)
+    return RedirectResponse(link.url, status_code=302)
+
+
+@router.get("/health", summary="Service status; stage1/stage2 mean 'loaded and warm on at least one worker'")
+async def health(ctx: ContextDep) -> JSONResponse:
+    try:
+        workers = await ctx.workers()
+        redis_ok = True
+    except Exception:  # noqa: BLE001 - Redis down: answer, do not fail
+        workers, redis_ok = [], False
+    warm = [w for w in workers if w.is_warm]
+    status = "ok" if redis_ok and warm else "degraded"
+    body = {
+        "status": status,
+        "service": SERVICE_NAME,
+        "stage1": bool(warm),
+        "stage2": bool(warm),
+        "workers": {"warm": len(warm), "total": len(workers)},
+        "queue": "ok" if redis_ok else "unreachable",
+    }
+    return JSONResponse(body)
+
+
+@router.get("/info", summary="Pipelines, their parameters (defaults and bounds), workers and their GPUs")
+async def info(ctx: ContextDep) -> JSONResponse:
+    workers = await ctx.workers(fresh=True)
+    pipelines: dict[tuple[str, str], dict[str, Any]] = {}
+    for worker in workers:
+        entry = pipelines.setdefault(
+            (worker.pipeline, worker.pipeline_version),
+            {"name": worker.pipeline, "version": worker.pipeline_version, "devices": [], "warm_workers": 0},
+        )
+        if worker.device not in entry["devices"]:
+            entry["devices"].append(worker.device)
+        entry["warm_workers"] += int(worker.is_warm)
+    parameters = option_bounds()
+    parameters["stage1_only"] = {"default": False, "description": "Stop after the five views (no mesh)."}
+    settings = ctx.settings
+    body = {
+        "service": SERVICE_NAME,
+        "pipelines": list(pipelines.values()),
+        "parameters": parameters,
+        "workers": [
+            {
+                "id": w.worker_id,
+                "hostname": w.hostname,
+                "pipeline": w.pipeline,
+                "device": w.device,
+                "gpus": w.cuda_visible_devices,
+                "state": w.state,
+                "current_job": w.current_job,
+                "jobs_done": w.jobs_done,
+            }
+            for w in workers
+        ],
+        "limits": {
+            "max_upload_bytes": settings.api.max_upload_bytes,
+            "max_pixels": settings.api.max_pixels,
+            "generate_timeout_s": settings.api.generate_timeout_s,
+        },
+        "webhooks": {
+            "events": [event.value for event in WebhookEvent],
+            "retry_schedule_s": retry_schedule(settings.webhooks),
+            "signature": "Standard Webhooks v1 (webhook-id, webhook-timestamp, webhook-signature)",
+        },
+    }
+    return JSONResponse(body)
+
+
+@router.get("/", summary="A short summary of the API")
+async def summary() -> JSONResponse:
+    return JSONResponse(
+        {
+            "service": SERVICE_NAME,
+            "description": "One photo of a person in, a textured 3D model (GLB) out.",
+            "docs": "/docs",
+            "endpoints": {
+                "POST /v1/jobs": "submit a photo; answers at once with the queued job",
+                "GET /v1/jobs/{id}": "status, progress and fresh download URLs",
+                "POST /v1/jobs/{id}/cancel": "cancel a queued or running job",
+                "GET /v1/jobs/{id}/webhooks": "webhook delivery log",
+                "POST /generate": "synchronous: submit, wait, answer the result (JSON or zip)",
+                "GET /health": "service status",
+                "GET /info": "pipelines, parameters, workers",
+            },
+        }
+    )

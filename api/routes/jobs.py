@@ -1,0 +1,204 @@
+"""``/v1/jobs``: submit a photo, read a job, fetch its result, cancel it."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from api.context import ApiContext, ContextDep
+from api.image_checks import check_image
+from api.schemas import ErrorBody, JobCreated, JobRead
+from api.url_fetch import fetch_image, resolve_allowed
+from shared.errors import (
+    InvalidOptionsError,
+    JobNotReadyError,
+    MissingImageError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+)
+from shared.jobs import JobRecord, JobStatus, new_job_id
+from shared.options import GenerationOptions
+from shared.queue import GENERATE_TASK, GPU_QUEUE
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+INLINE_CHECK_BYTES = 512 * 1024
+"""Uploads up to this size are checked on the event loop; larger ones in a thread."""
+
+OPTIONS_EXAMPLE = '{"seed": 43, "stage1_steps": 50, "guidance_scale": 3.0, "stage2_steps": 25, "cfg_strength": 5.0, "texture_size": 1024, "simplify": 0.7}'
+
+BAD_INPUT = {
+    400: {"model": ErrorBody, "description": "Neither or both of `image` and `image_url` (`missing_image`)."},
+    413: {"model": ErrorBody, "description": "Over the byte cap (`payload_too_large`)."},
+    415: {"model": ErrorBody, "description": "An image format other than PNG/JPEG/WebP (`unsupported_format`)."},
+    422: {
+        "model": ErrorBody,
+        "description": "`empty_upload`, `invalid_image`, `image_too_large`, `no_foreground`, "
+        "`invalid_options`, `url_refused`, `url_fetch_failed`, `invalid_request`.",
+    },
+    503: {"model": ErrorBody, "description": "The queue cannot be reached (`service_unavailable`)."},
+}
+
+
+def _links(job_id: str) -> dict[str, str]:
+    base = f"/v1/jobs/{job_id}"
+    return {"self": base, "result": f"{base}/result", "cancel": f"{base}/cancel"}
+
+
+def _parse_options(raw: str | None) -> GenerationOptions:
+    if raw is None or not raw.strip():
+        return GenerationOptions()
+    try:
+        return GenerationOptions.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidOptionsError(f"invalid options: {problems}") from None
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobCreated,
+    summary="Submit a photo of a person; answers at once with the queued job",
+    responses=BAD_INPUT,
+)
+async def create_job(
+    ctx: ContextDep,
+    image: Annotated[UploadFile | None, File(description="PNG, JPEG or WebP; RGBA cut-outs or opaque photos")] = None,
+    image_url: Annotated[str | None, Form(description="http(s) URL of the photo instead of an upload")] = None,
+    options: Annotated[str | None, Form(description="JSON object of generation options", examples=[OPTIONS_EXAMPLE])] = None,
+    webhook_url: Annotated[str | None, Form(description="Called (POST, signed) when the job finishes")] = None,
+) -> JSONResponse:
+    settings = ctx.settings.api
+    if (image is None) == (not image_url):
+        raise MissingImageError("send exactly one of `image` (a file) or `image_url`")
+    parsed = _parse_options(options)
+    if webhook_url:
+        await resolve_allowed(webhook_url, settings)
+    if image is not None:
+        if image.size is not None and image.size > settings.max_upload_bytes:
+            raise PayloadTooLargeError(f"the image is larger than {settings.max_upload_bytes} bytes")
+        data = await image.read(settings.max_upload_bytes + 1)
+    else:
+        data = await fetch_image(image_url, settings)
+    if len(data) <= INLINE_CHECK_BYTES:
+        checked = check_image(data, settings)
+    else:
+        checked = await run_in_threadpool(check_image, data, settings)
+
+    job_id = new_job_id()
+    record = JobRecord(
+        id=job_id,
+        options=parsed.model_dump(),
+        input_key=f"jobs/{job_id}/input.png",
+        webhook_url=webhook_url or None,
+    )
+    await run_in_threadpool(ctx.storage.put_bytes, record.input_key, checked.png, "image/png")
+    position = await ctx.store.create(record)
+    try:
+        await run_in_threadpool(_enqueue, ctx, job_id)
+    except Exception as exc:
+        await ctx.store.delete(job_id)
+        raise ServiceUnavailableError("the job queue cannot be reached; try again") from exc
+    body = {"id": job_id, "status": JobStatus.queued.value, "queue_position": position, "links": _links(job_id)}
+    return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
+
+
+def _enqueue(ctx: ApiContext, job_id: str) -> None:
+    ctx.producer.send_task(GENERATE_TASK, args=[job_id], task_id=job_id, queue=GPU_QUEUE)
+
+
+def _eta(record: JobRecord, position: int | None, job_s: float | None, workers: int, default_s: float) -> float | None:
+    per_job = job_s or default_s
+    if record.status is JobStatus.queued and position is not None:
+        return round(per_job * (1 + (position - 1) / max(workers, 1)), 1)
+    if record.status is JobStatus.running:
+        return round(per_job * (1 - record.progress / 100.0), 1)
+    return None
+
+
+async def read_job_body(ctx: ApiContext, job_id: str) -> tuple[JobRecord, dict]:
+    record, position, job_s = await ctx.store.get_with_position(job_id)
+    eta = None
+    if not record.status.is_terminal:
+        workers = len(await ctx.workers())
+        eta = _eta(record, position, job_s, workers, ctx.settings.jobs.default_job_s)
+    outputs = {}
+    if record.status is JobStatus.succeeded:
+        ttl = ctx.settings.storage.url_ttl_s
+        for name, key in record.outputs.items():
+            link = ctx.storage.download_url(key, ttl)
+            outputs[name] = {"url": link.url, "expires_at": link.expires_at}
+    body = {
+        "id": record.id,
+        "status": record.status.value,
+        "stage": record.stage.value if record.stage else None,
+        "progress": record.progress,
+        "queue_position": position,
+        "eta_s": eta,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "attempts": record.attempts,
+        "options": record.options,
+        "pipeline": record.pipeline,
+        "timings": record.timings,
+        "error": record.error.model_dump() if record.error else None,
+        "outputs": outputs,
+        "links": _links(record.id),
+    }
+    return record, body
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobRead,
+    summary="Status, progress, timings and fresh download URLs of one job",
+    responses={404: {"model": ErrorBody, "description": "`job_not_found`"}},
+)
+async def read_job(ctx: ContextDep, job_id: str) -> JSONResponse:
+    _, body = await read_job_body(ctx, job_id)
+    return JSONResponse(body)
+
+
+@router.get(
+    "/{job_id}/result",
+    status_code=302,
+    summary="Redirect to the GLB once the job succeeded",
+    responses={
+        302: {"description": "`Location` is a fresh URL of stage2/output.glb."},
+        404: {"model": ErrorBody, "description": "`job_not_found`"},
+        409: {"model": ErrorBody, "description": "`job_not_ready`: queued, running, failed or canceled."},
+    },
+)
+async def job_result(ctx: ContextDep, job_id: str) -> RedirectResponse:
+    record, _, _ = await ctx.store.get_with_position(job_id)
+    key = record.outputs.get("stage2/output.glb")
+    if record.status is not JobStatus.succeeded or key is None:
+        detail = f": {record.error.message}" if record.error else ""
+        raise JobNotReadyError(f"the job is {record.status.value}; no result{detail}")
+    link = ctx.storage.download_url(key, ctx.settings.storage.url_ttl_s)
+    return RedirectResponse(link.url, status_code=302)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=JobRead,
+    summary="Cancel a job: queued jobs stop at once, running ones at their next step",
+    responses={404: {"model": ErrorBody, "description": "`job_not_found`"}},
+)
+async def cancel_job(ctx: ContextDep, job_id: str) -> JSONResponse:
+    await ctx.store.request_cancel(job_id)
+    _, body = await read_job_body(ctx, job_id)
+    return JSONResponse(body, status_code=202)
+
+
+__all__ = ["router"]

@@ -1,0 +1,75 @@
+"""The API's typed request and response bodies (shown in /docs)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from shared.jobs import JobError, JobStage, JobStatus
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid_image"])
+    message: str = Field(examples=["the PNG image cannot be decoded (truncated or corrupt)"])
+    retryable: bool = False
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx/5xx answer."""
+
+    error: ErrorDetail
+
+
+class JobLinks(BaseModel):
+    self: str = Field(examples=["/v1/jobs/3f2c..."])
+    result: str = Field(examples=["/v1/jobs/3f2c.../result"])
+    cancel: str = Field(examples=["/v1/jobs/3f2c.../cancel"])
+
+
+class JobCreated(BaseModel):
+    id: str
+    status: JobStatus = Field(examples=["queued"])
+    queue_position: int | None = Field(examples=[1])
+    links: JobLinks
+
+
+class ArtifactUrl(BaseModel):
+    url: str
+    expires_at: float = Field(description="Unix time after which the URL no longer works.")
+
+
+class PipelineInfo(BaseModel):
+    name: str = Field(examples=["preview"])
+    version: str
+    device: str
+
+
+class JobRead(BaseModel):
+    id: str
+    status: JobStatus
+    stage: JobStage | None = None
+    progress: float = Field(ge=0, le=100, description="0-100, from the pipelines' step callbacks.")
+    queue_position: int | None = None
+    eta_s: float | None = Field(None, description="Estimated seconds until the job finishes.")
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int
+    options: dict
+    pipeline: PipelineInfo | None = None
+    timings: dict[str, float] = Field(description="Seconds per stage.")
+    error: JobError | None = None
+    outputs: dict[str, ArtifactUrl] = Field(
+        description="Every artifact by name (e.g. 'stage2/output.glb', 'results.zip'), with a fresh URL."
+    )
+    links: JobLinks
+
+
+class ServiceCheck(BaseModel):
+    ok: bool
+    detail: str | None = None
+
+
+class ReadyBody(BaseModel):
+    ready: bool
+    checks: dict[str, ServiceCheck]
+    workers: list[dict]

@@ -1,0 +1,149 @@
+"""``synchuman``: run the embedded stack and turn photos into GLB files.
+
+    synchuman up                          start Redis + API + one worker here (Ctrl-C stops)
+    synchuman generate photo.png -o out/  submit, show progress, write out/output.glb
+    synchuman status JOB_ID               print a job as JSON
+    synchuman download JOB_ID -o out/     fetch a finished job's files
+
+``generate`` talks to ``--url`` (default ``$SYNCHUMAN_URL`` or
+http://127.0.0.1:8000); if nothing answers there it starts the embedded stack
+for the duration of the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+from client.sdk import SyncHumanClient, SyncHumanError
+from client.stack import EmbeddedStack
+
+DEFAULT_URL = os.environ.get("SYNCHUMAN_URL", "http://127.0.0.1:8000")
+
+
+def _api_answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _parse_options(pairs: list[str]) -> dict[str, float | int]:
+    options: dict[str, float | int] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if not value:
+            raise SystemExit(f"--option expects NAME=VALUE, got {pair!r}")
+        options[name] = float(value) if "." in value else int(value)
+    return options
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    stack = EmbeddedStack(args.state_dir, port=args.port)
+    print(f"starting Redis, the API and one worker (logs in {stack.state_dir / 'logs'}) ...", flush=True)
+    with stack:
+        print(f"ready: {stack.url}  (API docs at {stack.url}/docs; Ctrl-C stops)", flush=True)
+        try:
+            while all(p.poll() is None for p in stack.processes):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _run_generate(client: SyncHumanClient, args: argparse.Namespace) -> int:
+    job = client.submit(args.photo, options=_parse_options(args.option))
+    print(f"job {job['id']} queued (position {job['queue_position']})", flush=True)
+    with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}/100 [{elapsed}]") as bar:
+
+        def show(update: dict) -> None:
+            bar.set_description(update.get("stage") or update["status"])
+            bar.update(max(update["progress"] - bar.n, 0))
+
+        job = client.wait(job["id"], timeout=args.timeout, on_update=show)
+    if job["status"] != "succeeded":
+        error = job.get("error") or {}
+        print(f"job {job['status']}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
+        return 1
+    paths = client.download(job, args.output)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    if not Path(args.photo).is_file():
+        print(f"no such file: {args.photo}", file=sys.stderr)
+        return 2
+    if args.url or _api_answers(DEFAULT_URL):
+        with SyncHumanClient(args.url or DEFAULT_URL) as client:
+            return _run_generate(client, args)
+    print("no API answers; starting the embedded stack for this run ...", flush=True)
+    with EmbeddedStack(args.state_dir, port=args.port) as stack, SyncHumanClient(stack.url) as client:
+        return _run_generate(client, args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with SyncHumanClient(args.url or DEFAULT_URL) as client:
+        print(json.dumps(client.get(args.job_id), indent=2))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    with SyncHumanClient(args.url or DEFAULT_URL) as client:
+        for path in client.download(args.job_id, args.output, names=None if args.all else ("stage2/output.glb", "stage2/output_mesh.ply", "results.zip")):
+            print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synchuman", description="Photo of a person in, textured GLB out.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run Redis, the API and one worker on this machine")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--state-dir", default="var", help="where Redis data, files and logs go")
+    up.set_defaults(run=cmd_up)
+
+    gen = sub.add_parser("generate", help="turn one photo into a GLB")
+    gen.add_argument("photo")
+    gen.add_argument("-o", "--output", default="out")
+    gen.add_argument("--url", help="API base URL (default: $SYNCHUMAN_URL or an embedded stack)")
+    gen.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="e.g. seed=7, texture_size=512")
+    gen.add_argument("--timeout", type=float, default=3600.0)
+    gen.add_argument("--port", type=int, default=8000, help="port of the embedded stack's API")
+    gen.add_argument("--state-dir", default="var")
+    gen.set_defaults(run=cmd_generate)
+
+    status = sub.add_parser("status", help="print a job as JSON")
+    status.add_argument("job_id")
+    status.add_argument("--url")
+    status.set_defaults(run=cmd_status)
+
+    download = sub.add_parser("download", help="download a finished job's files")
+    download.add_argument("job_id")
+    download.add_argument("-o", "--output", default="out")
+    download.add_argument("--all", action="store_true", help="every artifact, not just GLB, PLY and zip")
+    download.add_argument("--url")
+    download.set_defaults(run=cmd_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SyncHumanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

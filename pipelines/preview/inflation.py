@@ -1,0 +1,180 @@
+"""A closed body surface inflated from the person's silhouette.
+
+The front view of the official frame is an orthographic projection along +y:
+canvas pixel (row r, column c) of the 768 px stage-1 input sees the line
+x = (c + 0.5)/768 - 0.5, z = 0.5 - (r + 0.5)/768.  The silhouette therefore
+fixes x and z of the body; only the depth y is missing.  We guess it the way
+a body is built, as a union of round limbs:
+
+1. The alpha mask is resampled to a ``grid_resolution`` grid over the unit
+   square (cell = 1/R of the cube) and its medial axis is taken, each medial
+   point carrying its distance to the silhouette (the radius of the largest
+   disc that fits there).
+2. Every medial disc becomes a ball; the half-thickness ``h(x, z)`` of the body
+   is the height of the union of those balls above the y = 0 plane.  Limbs
+   become round tubes, the torso a thick slab with rounded sides, the head a
+   sphere.  A real torso is flatter than it is wide, so ``h`` is scaled by
+   ``depth_scale``.
+3. Outside the silhouette ``h`` is continued by minus the distance to it, so
+   that ``F(x, y, z) = h(x, z) - |y|`` is a continuous signed field: positive
+   inside the body, zero on its surface.  Marching cubes on ``F`` gives a
+   closed, manifold triangle mesh whose front projection is the silhouette
+   (to sub-cell accuracy), and whose gradient gives smooth normals.
+4. The 64^3 occupancy of stage 1 is ``F > 0`` at the voxel centres.
+
+The body is symmetric about y = 0 (front and back mirror each other); the
+photo supplies the front's appearance, ``appearance.py`` the back's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage.measure import marching_cubes
+from skimage.morphology import medial_axis
+
+from pipelines.base import GRID_RESOLUTION, PipelineInputError
+from pipelines.geometry import TriangleMesh
+
+
+@dataclass(frozen=True)
+class InflationConfig:
+    """How the silhouette is turned into a volume."""
+
+    grid_resolution: int = 224
+    """Cells across the unit cube for the thickness field and marching cubes."""
+    depth_scale: float = 0.72
+    """Front-to-back thickness relative to a round cross-section."""
+    smoothing_sigma: float = 0.8
+    """Gaussian blur (in cells) of the signed thickness field, against stair steps."""
+    min_half_thickness: float = 1.0
+    """Smallest half-thickness inside the silhouette, in cells (keeps thin parts closed)."""
+
+
+@dataclass
+class BodyShape:
+    """The inflated body: a signed half-thickness field over the front view."""
+
+    half_thickness: np.ndarray
+    """(R, R) float32 signed half-thickness in world units over the front view: row i
+    is z = 0.5 - (i + 0.5)/R, column j is x = (j + 0.5)/R - 0.5; > 0 inside the
+    silhouette, minus the distance to it outside."""
+    mask: np.ndarray
+    """(R, R) bool silhouette on the same grid."""
+
+    @property
+    def resolution(self) -> int:
+        return self.half_thickness.shape[0]
+
+    def sample(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Bilinear half-thickness at world points (x, z) of any shape."""
+        res = self.resolution
+        rows = (0.5 - np.asarray(z, dtype=np.float64)) * res - 0.5
+        cols = (np.asarray(x, dtype=np.float64) + 0.5) * res - 0.5
+        values = ndimage.map_coordinates(
+            self.half_thickness, [rows.ravel(), cols.ravel()], order=1, mode="nearest"
+        )
+        return values.reshape(np.shape(x)).astype(np.float32)
+
+
+def body_shape(alpha: np.ndarray, config: InflationConfig = InflationConfig()) -> BodyShape:
+    """Inflate the silhouette ``alpha`` ((S, S) uint8 of the 768 px canvas) into a body."""
+    res = config.grid_resolution
+    coverage = np.asarray(
+        Image.fromarray((alpha > 0).astype(np.uint8) * 255).resize((res, res), Image.Resampling.BOX),
+        dtype=np.float32,
+    )  # (R, R) fraction of each cell covered, 0..255
+    mask = ndimage.binary_fill_holes(coverage >= 127.5)
+    if mask.sum() < 16:
+        raise PipelineInputError("no_foreground", "the person is too small to be reconstructed")
+
+    # 1. Medial axis: skeleton cells and their distance to the silhouette, in cells.
+    skeleton, distance = medial_axis(mask, return_distance=True)
+    rows, cols = np.nonzero(skeleton)
+    radii = distance[rows, cols]
+
+    # 2. Height of the union of the medial balls over y = 0 (largest balls first, so
+    #    the max settles early and small balls rarely change anything).
+    height_sq = np.zeros((res, res), dtype=np.float32)
+    for idx in np.argsort(-radii):
+        r, c, rad = rows[idx], cols[idx], float(radii[idx])
+        k = int(np.ceil(rad))
+        r0, r1, c0, c1 = max(r - k, 0), min(r + k + 1, res), max(c - k, 0), min(c + k + 1, res)
+        dr = np.arange(r0, r1, dtype=np.float32)[:, None] - r  # (h, 1)
+        dc = np.arange(c0, c1, dtype=np.float32)[None, :] - c  # (1, w)
+        ball = rad * rad - dr * dr - dc * dc  # (h, w) squared height of this ball
+        np.maximum(height_sq[r0:r1, c0:c1], ball, out=height_sq[r0:r1, c0:c1])
+    height = np.sqrt(np.maximum(height_sq, 0.0)) * config.depth_scale
+    height = np.maximum(height, config.min_half_thickness)
+
+    # 3. Continue outside the silhouette by minus the distance to it; smooth.
+    outside = ndimage.distance_transform_edt(~mask) - 0.5
+    signed = np.where(mask, height, -outside).astype(np.float32)
+    if config.smoothing_sigma > 0:
+        signed = ndimage.gaussian_filter(signed, config.smoothing_sigma)
+    return BodyShape(half_thickness=signed / res, mask=mask)
+
+
+def body_mesh(shape: BodyShape) -> tuple[TriangleMesh, np.ndarray]:
+    """Closed surface ``F = h(x, z) - |y| = 0`` by marching cubes.
+
+    Returns the mesh (official frame, faces counter-clockwise from outside) and
+    its (V, 3) float32 unit outward vertex normals.
+    """
+    res = shape.resolution
+    rows, cols = np.nonzero(shape.mask)
+    r0, r1 = max(rows.min() - 3, 0), min(rows.max() + 4, res)
+    c0, c1 = max(cols.min() - 3, 0), min(cols.max() + 4, res)
+    half = shape.half_thickness[r0:r1, c0:c1] * res  # (Rz, Rx) in cells, row = -z
+    depth_cells = int(np.ceil(half.max())) + 3
+    ys = np.arange(-depth_cells, depth_cells + 1, dtype=np.float32)  # (Ry,) y in cells
+    # volume[ix, iy, iz]: x right, y back, z up (rows flipped so z grows with the index)
+    column = half[::-1, :].T  # (Rx, Rz)
+    volume = column[:, None, :] - np.abs(ys)[None, :, None]  # (Rx, Ry, Rz)
+    volume[[0, -1], :, :] = -1.0  # guarantee a closed surface
+    volume[:, [0, -1], :] = -1.0
+    volume[:, :, [0, -1]] = -1.0
+    verts, faces, normals, _ = marching_cubes(volume, level=0.0, gradient_direction="descent")
+    # index space -> world: x = (c + i + 0.5)/R - 0.5, y = (i - depth)/R, z = 0.5 - (row + 0.5)/R
+    world = np.empty_like(verts, dtype=np.float32)
+    world[:, 0] = (c0 + verts[:, 0] + 0.5) / res - 0.5
+    world[:, 1] = (verts[:, 1] - depth_cells) / res
+    world[:, 2] = 0.5 - (r1 - 1 - verts[:, 2] + 0.5) / res
+    faces = np.asarray(faces, dtype=np.int64)
+    normals = np.asarray(normals, dtype=np.float32)
+    mesh = TriangleMesh(vertices=world, faces=faces)
+    if _signed_volume(mesh) < 0:  # make the winding counter-clockwise seen from outside
+        mesh.faces = faces[:, ::-1].copy()
+    if np.einsum("ij,ij->", normals, world - world.mean(0)) < 0:
+        normals = -normals
+    return mesh, normals
+
+
+def occupancy_coords(shape: BodyShape, resolution: int = GRID_RESOLUTION) -> np.ndarray:
+    """(N, 4) int32 rows [0, x, y, z] of the voxels whose centre lies inside the body."""
+    centres = (np.arange(resolution, dtype=np.float32) + 0.5) / resolution - 0.5  # (G,)
+    gx, gz = np.meshgrid(centres, centres, indexing="ij")  # (G, G) over (x, z)
+    half = shape.sample(gx, gz)  # (G, G)
+    inside = half[:, None, :] > np.abs(centres)[None, :, None]  # (G, G, G) over (x, y, z)
+    xyz = np.argwhere(inside)  # (N, 3) lexicographic in (x, y, z), as the official argwhere
+    return np.concatenate([np.zeros((len(xyz), 1), dtype=np.int32), xyz.astype(np.int32)], axis=1)
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) float32 unit area-weighted vertex normals of a counter-clockwise mesh."""
+    tri = vertices[faces]  # (F, 3, 3)
+    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # (F, 3), length = 2 * area
+    out = np.zeros_like(vertices, dtype=np.float64)
+    for corner in range(3):
+        for axis in range(3):
+            out[:, axis] += np.bincount(faces[:, corner], weights=face_n[:, axis], minlength=len(vertices))
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return (out / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+def _signed_volume(mesh: TriangleMesh) -> float:
+    tri = mesh.vertices[mesh.faces].astype(np.float64)  # (F, 3, 3)
+    return float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0)

@@ -1,0 +1,52 @@
+"""The public JSON view of a job: what ``GET /v1/jobs/{id}`` answers and what webhooks carry.
+
+One function builds it for both, so a webhook's payload is exactly the job as
+GET returns it, with download URLs minted at the moment it is built (a retried
+webhook carries fresh URLs, not the ones of its first attempt).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.jobs import JobRecord, JobStatus
+from shared.storage import Storage
+
+
+def job_links(job_id: str) -> dict[str, str]:
+    base = f"/v1/jobs/{job_id}"
+    return {"self": base, "result": f"{base}/result", "cancel": f"{base}/cancel"}
+
+
+def job_body(
+    record: JobRecord,
+    storage: Storage,
+    url_ttl_s: int,
+    *,
+    queue_position: int | None = None,
+    eta_s: float | None = None,
+) -> dict[str, Any]:
+    """The job as clients see it; artifact URLs only once it succeeded."""
+    outputs = {}
+    if record.status is JobStatus.succeeded:
+        for name, key in record.outputs.items():
+            link = storage.download_url(key, url_ttl_s)
+            outputs[name] = {"url": link.url, "expires_at": link.expires_at}
+    return {
+        "id": record.id,
+        "status": record.status.value,
+        "stage": record.stage.value if record.stage else None,
+        "progress": record.progress,
+        "queue_position": queue_position,
+        "eta_s": eta_s,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "attempts": record.attempts,
+        "options": record.options,
+        "pipeline": record.pipeline,
+        "timings": record.timings,
+        "error": record.error.model_dump() if record.error else None,
+        "outputs": outputs,
+        "links": job_links(record.id),
+    }

@@ -1,0 +1,173 @@
+"""The real local stack and a real headless Chromium for the web page's tests.
+
+One stack per session: ``redis-server`` on a free loopback port, the API under
+uvicorn, and one Celery worker (solo pool) with the CPU preview pipeline, all
+sharing a temporary local-storage folder.  The browser is Debian's
+``/usr/bin/chromium`` driven by Playwright (no browser download); WebGL runs
+on SwiftShader so ``<model-viewer>`` renders without a GPU.
+
+Screenshots go to ``test-artifacts/browser/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("SYNCHUMAN_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS_DIR = REPO_ROOT / "test-artifacts" / "browser"
+STACK_START_TIMEOUT_S = 90.0
+
+
+@dataclass
+class LocalStack:
+    """The running services and where to reach them."""
+
+    base_url: str
+    redis_url: str
+    workdir: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until(check, timeout_s: float, what: str, processes: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for proc in processes:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args[2] if len(proc.args) > 2 else proc.args} exited early while waiting for {what}")
+        if check():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready after {timeout_s:.0f} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    workdir = tmp_path_factory.mktemp("browser-stack")
+    redis_port, api_port = _free_port(), _free_port()
+    base_url = f"http://127.0.0.1:{api_port}"
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    env = {
+        **os.environ,
+        "SYNCHUMAN_REDIS__URL": redis_url,
+        "SYNCHUMAN_STORAGE__BACKEND": "local",
+        "SYNCHUMAN_STORAGE__LOCAL_DIR": str(workdir / "storage"),
+        "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": base_url,
+        "SYNCHUMAN_WORKER__PIPELINE": "preview",
+        "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "1",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    logs = {name: open(workdir / f"{name}.log", "wb") for name in ("redis", "api", "worker")}
+    processes: list[subprocess.Popen] = []
+    try:
+        redis = subprocess.Popen(
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=logs["redis"], stderr=subprocess.STDOUT, cwd=workdir,
+        )
+        processes.append(redis)
+        api = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
+            stdout=logs["api"], stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
+        )
+        processes.append(api)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo",
+             "-Q", "gpu,webhooks", "--concurrency", "1", "--without-gossip", "--without-mingle",
+             "--loglevel", "INFO"],
+            stdout=logs["worker"], stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
+        )
+        processes.append(worker)
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            _wait_until(ready, STACK_START_TIMEOUT_S, "the local stack (/readyz)", processes)
+        except (RuntimeError, TimeoutError) as exc:
+            for log in logs.values():
+                log.flush()
+            tails = "\n".join(
+                f"--- {name}.log\n" + (workdir / f"{name}.log").read_text(errors="replace")[-3000:] for name in logs
+            )
+            raise RuntimeError(f"{exc}\n{tails}") from None
+        yield LocalStack(base_url=base_url, redis_url=redis_url, workdir=workdir)
+    finally:
+        for proc in reversed(processes):
+            _stop(proc)
+        for log in logs.values():
+            log.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, local_stack: LocalStack) -> Iterator[object]:
+    """A fresh browser context (empty local storage) showing the web page."""
+    context = browser.new_context(base_url=local_stack.base_url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
+    page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
+    page.goto("/ui")
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS_DIR

@@ -1,0 +1,196 @@
+"""The web page in a real headless Chromium against the real local stack.
+
+Each test drives the page the way a person would (pick or drop a file, open
+the advanced options, click) and checks what the page shows, then checks the
+service agrees (job status through the API).  Screenshots are saved under
+``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+import pytest
+from PIL import Image, ImageStat
+
+pytestmark = pytest.mark.slow
+
+JOB_TIMEOUT_MS = 120_000
+"""A preview job takes seconds; the deadline leaves room for a loaded CI machine."""
+
+
+def _job_id(page) -> str:
+    page.wait_for_function("document.getElementById('job-id').textContent.length > 0")
+    return page.locator("#job-id").text_content()
+
+
+def _luminance_stddev(png: bytes) -> float:
+    return ImageStat.Stat(Image.open(io.BytesIO(png)).convert("L")).stddev[0]
+
+
+def _failed_requests(page) -> list[str]:
+    """Collects the paths of every request the page made that failed (status >= 400)."""
+    failures: list[str] = []
+    page.on("response", lambda r: r.status >= 400 and failures.append(f"{r.status} {r.url}"))
+    return failures
+
+
+def test_photo_to_model_shows_both_stages_and_the_glb(page, local_stack, sample_photos, artifacts_dir):
+    failures = _failed_requests(page)
+    photo = sample_photos[0]
+
+    expect_badge = page.locator("#pipeline-badge")
+    page.wait_for_function("document.getElementById('pipeline-badge').dataset.kind === 'preview'")
+    assert "not SyncHuman" in expect_badge.text_content()
+
+    page.set_input_files("#file-input", str(photo))
+    page.wait_for_function("document.getElementById('photo-preview').naturalWidth > 0")
+    assert page.locator("#photo-caption").text_content() == photo.name
+    page.click("#submit-button")
+
+    job_id = _job_id(page)
+    page.wait_for_function(
+        "document.getElementById('job-status').textContent === 'succeeded'", timeout=JOB_TIMEOUT_MS
+    )
+    assert page.locator("#progress-bar").get_attribute("value") == "100"
+    assert "elapsed" in page.locator("#progress-text").text_content()
+
+    # Stage-1 strip: five colour views and five normal maps, all decoded.
+    for strip in ("#color-strip", "#normal-strip"):
+        assert page.locator(f"{strip} img").count() == 5
+    page.wait_for_function(
+        "[...document.querySelectorAll('.strip img')].every(img => img.complete && img.naturalWidth === 768)"
+    )
+    page.wait_for_function("document.getElementById('cutout-preview').naturalWidth === 768")
+
+    # The GLB is loaded and shown by <model-viewer>.
+    page.wait_for_function(
+        "(() => { const v = document.getElementById('viewer'); return v.loaded && v.modelIsVisible; })()",
+        timeout=60_000,
+    )
+    viewer = page.locator("#viewer")
+    assert viewer.evaluate("v => v.src").endswith(".glb") or "output.glb" in viewer.evaluate("v => v.src")
+    assert viewer.evaluate("v => v.autoRotate && v.cameraControls") is True
+    page.locator("#viewer-loading").wait_for(state="hidden")
+    viewer.evaluate("v => { v.autoRotate = false; v.resetTurntableRotation(0); v.jumpCameraToGoal(); }")
+    page.wait_for_timeout(500)
+    box = page.locator(".viewer-box")
+    rendered = box.screenshot(path=str(artifacts_dir / "viewer.png"))
+    page.screenshot(path=str(artifacts_dir / "result-page.png"), full_page=True)
+    # The same box with the 3D canvas hidden: what a blank viewer would look like.
+    viewer.evaluate("v => { v.style.visibility = 'hidden'; }")
+    blank = box.screenshot(path=str(artifacts_dir / "viewer-hidden.png"))
+    viewer.evaluate("v => { v.style.visibility = ''; }")
+    rendered_spread, blank_spread = _luminance_stddev(rendered), _luminance_stddev(blank)
+    assert rendered_spread > 15, f"the 3D view looks blank (luminance stddev {rendered_spread:.1f})"
+    assert rendered_spread > 2 * blank_spread, (rendered_spread, blank_spread)
+
+    # Downloads: GLB, PLY and zip, each served with real content.
+    links = page.locator("#downloads a")
+    assert links.count() == 3
+    magic = {"output.glb": b"glTF", "output_mesh.ply": b"ply", "results.zip": b"PK"}
+    for i in range(3):
+        href, download = links.nth(i).get_attribute("href"), links.nth(i).get_attribute("download")
+        assert download.startswith(job_id)
+        expected = next(m for name, m in magic.items() if download.endswith(name))
+        response = page.request.get(href)
+        assert response.status == 200
+        assert response.body().startswith(expected)
+    assert "preview pipeline" in page.locator("#result-pipeline").text_content()
+
+    # The job is remembered in this browser and agrees with the API.
+    entry = page.locator(f"#recent-list li[data-job-id='{job_id}']")
+    assert entry.locator(".status-chip").text_content() == "succeeded"
+    assert httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()["status"] == "succeeded"
+    assert [f for f in failures if not f.endswith("/info")] == []
+
+
+def test_recent_job_reopens_and_page_works_without_the_3d_viewer(page, local_stack, sample_photos, artifacts_dir):
+    page.set_input_files("#file-input", str(sample_photos[-1]))
+    page.click("#submit-button")
+    job_id = _job_id(page)
+    page.wait_for_function(
+        "document.getElementById('job-status').textContent === 'succeeded'", timeout=JOB_TIMEOUT_MS
+    )
+
+    # A second tab of the same browser, where the viewer module cannot be had.
+    second = page.context.new_page()
+    second.route("**/ui/vendor/model-viewer.min.js", lambda route: route.fulfill(status=404, body="{}"))
+    second.goto("/ui")
+    entry = second.locator(f"#recent-list li[data-job-id='{job_id}']")
+    entry.locator(".status-chip", has_text="succeeded").wait_for()
+    entry.locator("button.recent-open").click()
+
+    second.locator("#result-panel").wait_for(state="visible")
+    second.locator("#viewer-missing").wait_for(state="visible")
+    assert "3D viewer not installed" in second.locator("#viewer-missing").text_content()
+    assert second.locator("#downloads a").count() == 3
+    assert second.locator("#color-strip img").count() == 5
+    assert second.locator("#job-id").text_content() == job_id
+    second.screenshot(path=str(artifacts_dir / "no-viewer.png"), full_page=True)
+
+
+def test_running_job_is_canceled_from_the_page(page, local_stack, sample_photos, artifacts_dir):
+    # The slowest options the preview pipeline honours keep the job running long enough to click.
+    page.click("#advanced summary")
+    page.select_option("#opt-texture_size", "2048")
+    page.fill("#opt-simplify", "0")
+    page.set_input_files("#file-input", str(sample_photos[0]))
+    page.click("#submit-button")
+    job_id = _job_id(page)
+
+    page.wait_for_function(
+        "document.getElementById('job-status').textContent === 'running'", timeout=JOB_TIMEOUT_MS
+    )
+    page.click("#cancel-button")
+    page.wait_for_function(
+        "document.getElementById('job-status').textContent === 'canceled'", timeout=30_000
+    )
+    assert page.locator("#job-message").text_content() == "The job was canceled."
+    assert page.locator("#cancel-button").is_hidden()
+    assert page.locator("#result-panel").is_hidden()
+    page.screenshot(path=str(artifacts_dir / "canceled.png"), full_page=True)
+
+    job = httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()
+    assert job["status"] == "canceled"
+    assert job["options"]["texture_size"] == 2048 and job["options"]["simplify"] == 0
+    entry = page.locator(f"#recent-list li[data-job-id='{job_id}']")
+    assert entry.locator(".status-chip").text_content() == "canceled"
+
+
+def test_non_image_upload_is_refused_in_words(page, local_stack, artifacts_dir):
+    failures = _failed_requests(page)
+    # Drop a text file on the drop zone, as a person dragging the wrong file would.
+    page.evaluate(
+        """() => {
+            const data = new DataTransfer();
+            data.items.add(new File(["name,age\\nada,36\\n"], "people.csv", { type: "text/csv" }));
+            const zone = document.getElementById('drop-zone');
+            zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: data, bubbles: true, cancelable: true }));
+            zone.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+        }"""
+    )
+    assert page.locator("#photo-caption").text_content().startswith("people.csv")
+    page.click("#submit-button")
+    error = page.locator("#form-error.error")
+    error.wait_for(state="visible")
+    text = error.text_content()
+    assert "not an image" in text
+    assert error.get_attribute("role") == "alert"
+    assert page.locator("#job-panel").is_hidden()
+    assert page.locator("#recent-list li").count() == 0
+    assert any("/v1/jobs" in f and f.startswith("422") for f in failures), failures
+    page.screenshot(path=str(artifacts_dir / "not-an-image.png"), full_page=True)
+
+
+def test_options_out_of_bounds_are_caught_before_upload(page, local_stack, sample_photos):
+    page.set_input_files("#file-input", str(sample_photos[0]))
+    page.click("#advanced summary")
+    maximum = int(page.locator("#opt-stage1_steps").get_attribute("max"))
+    page.fill("#opt-stage1_steps", str(maximum + 1))
+    page.click("#submit-button")
+    error = page.locator("#form-error")
+    error.wait_for(state="visible")
+    assert error.text_content() == f"Stage-1 steps: at most {maximum}."
+    assert page.locator("#job-panel").is_hidden()

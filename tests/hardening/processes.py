@@ -1,0 +1,180 @@
+"""Real processes for the fault tests: Redis with AOF, Celery workers, uvicorn.
+
+Every helper picks a free loopback port, writes its output to a log file in the
+test's temporary folder (printed when a test fails), and waits for readiness
+with a deadline, never forever.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = predicate()
+        except Exception:  # noqa: BLE001 - a service that is still starting raises
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class RedisServer:
+    """``redis-server`` on loopback with AOF (fsync always), restartable on the same port and data."""
+
+    def __init__(self, workdir: Path, *, aof: bool = True) -> None:
+        self.dir = workdir / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.aof = aof
+        self.proc: subprocess.Popen | None = None
+        self.log = workdir / "redis.log"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                "--save", "", "--logfile", str(self.log)]
+        if self.aof:
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        wait_until(lambda: client.ping(), 10, "redis-server")
+        # Redis refuses commands while it replays the AOF; wait until it accepts them.
+        wait_until(lambda: client.info("persistence").get("loading") == 0, 30, "redis AOF load")
+        client.close()
+        return self
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL): only what AOF has fsynced survives."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.kill()
+        time.sleep(down_s)
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+
+def service_env(redis_url: str, storage_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment of a service process: loopback Redis, local storage, fast recovery knobs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUMAN_")}
+    env.update(
+        {
+            "PYTHONPATH": str(REPO_ROOT),
+            "PYTHONUNBUFFERED": "1",
+            "SYNCHUMAN_REDIS__URL": redis_url,
+            "SYNCHUMAN_STORAGE__LOCAL_DIR": str(storage_dir),
+            "SYNCHUMAN_WORKER__VISIBILITY_TIMEOUT_S": "6",
+            "SYNCHUMAN_WORKER__UNACKED_RESTORE_INTERVAL_S": "1",
+            "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "0.5",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class ServiceProcess:
+    """One subprocess with its log; stopped with a signal and a deadline."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.log = workdir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> ServiceProcess:
+        handle = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        handle.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout_s: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout_s)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def celery_worker(name: str, env: dict[str, str], workdir: Path) -> ServiceProcess:
+    args = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo",
+            "-Q", "gpu,webhooks", "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
+            "--without-heartbeat", "--loglevel", "INFO"]
+    return ServiceProcess(name, args, env, workdir)
+
+
+def uvicorn_api(name: str, env: dict[str, str], workdir: Path, port: int) -> ServiceProcess:
+    args = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "20"]
+    return ServiceProcess(name, args, env, workdir)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux /proc), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")

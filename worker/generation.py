@@ -1,0 +1,199 @@
+"""One generation job, start to finish, on a warm runtime.
+
+The task that calls :func:`run_job` may be delivered more than once (late
+acks: a worker that dies mid-job leaves its message to be redelivered), so
+this function is idempotent:
+
+* a finished job (succeeded, failed, canceled) is left alone;
+* a job already started ``worker.max_attempts`` times is marked failed
+  (``worker_lost``) instead of being run again, so a job that kills its worker
+  never loops;
+* otherwise the job (re)starts from its stored input.  Artifacts always go to
+  the same keys, and the record lists them only when it is marked succeeded,
+  so no reader ever sees a partial or mixed set.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from shared.errors import JobCanceledError, JobNotFoundError, ServiceError, WorkerLostError
+from shared.jobs import JobError, JobRecord, JobStage, JobStatus, overall_progress, transition
+from shared.options import GenerationOptions
+from shared.storage.base import content_type_for
+
+if TYPE_CHECKING:
+    from worker.runtime import WorkerRuntime
+
+log = logging.getLogger("synchuman.worker")
+
+PROGRESS_WRITE_INTERVAL_S = 0.25
+"""Least time between two progress writes to the job record."""
+
+
+class ProgressReporter:
+    """The pipelines' ``callback(stage, step, total)``: writes progress, checks for cancellation."""
+
+    def __init__(self, runtime: WorkerRuntime, job_id: str) -> None:
+        self.runtime = runtime
+        self.job_id = job_id
+        self.stage = JobStage.preprocess
+        self._last_write = 0.0
+
+    def enter(self, stage: JobStage) -> None:
+        self.stage = stage
+        self._write(overall_progress(stage, 0, 1))
+
+    def __call__(self, _stage_name: str, step: int, total: int) -> None:
+        now = time.monotonic()
+        if step < total and now - self._last_write < PROGRESS_WRITE_INTERVAL_S:
+            return
+        self._write(overall_progress(self.stage, step, total))
+
+    def _write(self, progress: float) -> None:
+        self._last_write = time.monotonic()
+        stage = self.stage
+
+        def advance(record: JobRecord) -> JobRecord | None:
+            if record.status is not JobStatus.running:
+                return None
+            return record.model_copy(update={"stage": stage, "progress": max(progress, 0.0)})
+
+        record = self.runtime.store.update(self.job_id, advance)
+        if record.cancel_requested:
+            raise JobCanceledError("the job was canceled")
+
+
+def run_job(runtime: WorkerRuntime, job_id: str) -> JobRecord | None:
+    """Run (or finish off) job ``job_id``; returns its final record, or None if it is gone."""
+    store = runtime.store
+    max_attempts = runtime.settings.worker.max_attempts
+
+    def start(record: JobRecord) -> JobRecord | None:
+        if record.status.is_terminal:
+            return None
+        if record.attempts >= max_attempts:
+            lost = WorkerLostError(f"the job stopped its worker {record.attempts} times; giving up")
+            return transition(record, JobStatus.failed, error=JobError(**lost.to_dict()))
+        return transition(
+            record,
+            JobStatus.running,
+            attempts=record.attempts + 1,
+            stage=JobStage.preprocess,
+            progress=0.0,
+            worker_id=runtime.heartbeat.worker_id,
+            pipeline=runtime.pipeline_info,
+            timings={},
+        )
+
+    try:
+        record = store.update(job_id, start)
+    except JobNotFoundError:
+        log.warning("job record missing; message dropped", extra={"job_id": job_id})
+        return None
+    if record.status is not JobStatus.running or record.worker_id != runtime.heartbeat.worker_id:
+        return record
+
+    runtime.set_busy(job_id)
+    started = time.monotonic()
+    try:
+        outputs, timings = _generate(runtime, record)
+    except JobCanceledError:
+        return store.transition(job_id, JobStatus.canceled)
+    except ServiceError as exc:
+        return _fail(runtime, job_id, exc.to_dict())
+    except Exception as exc:  # the model failed: keep the record truthful, never loop
+        input_error = _pipeline_input_error(exc)
+        if input_error is not None:
+            return _fail(runtime, job_id, input_error)
+        log.exception("job failed", extra={"job_id": job_id})
+        retryable = type(exc).__name__ in ("OutOfMemoryError", "MemoryError")
+        return _fail(runtime, job_id, {"code": "pipeline_error", "message": f"{type(exc).__name__}: {exc}", "retryable": retryable})
+    finally:
+        runtime.set_busy(None)
+
+    final = store.transition(job_id, JobStatus.succeeded, stage=JobStage.upload, outputs=outputs, timings=timings)
+    store.record_duration(time.monotonic() - started)
+    runtime.heartbeat.jobs_done += 1
+    log.info("job succeeded", extra={"job_id": job_id, "seconds": round(time.monotonic() - started, 2)})
+    return final
+
+
+def _pipeline_input_error(exc: Exception) -> dict[str, Any] | None:
+    from pipelines.base import PipelineInputError
+
+    if isinstance(exc, PipelineInputError):
+        return {"code": exc.code, "message": exc.message, "retryable": False}
+    return None
+
+
+def _fail(runtime: WorkerRuntime, job_id: str, error: dict[str, Any]) -> JobRecord:
+    log.info("job failed", extra={"job_id": job_id, "code": error["code"]})
+    return runtime.store.transition(job_id, JobStatus.failed, error=JobError(**error))
+
+
+def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str], dict[str, float]]:
+    """Run both stages and upload every artifact; returns (name -> key, timings)."""
+    import torch
+
+    from pipelines.artifacts import results_zip, stage1_files, stage2_files
+
+    options = GenerationOptions.model_validate(record.options)
+    progress = ProgressReporter(runtime, record.id)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: JobStage) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage.value] = round(now - clock, 3)
+        clock = now
+
+    progress.enter(JobStage.preprocess)
+    image = Image.open(io.BytesIO(runtime.storage.get_bytes(record.input_key)))
+    image.load()
+    image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    lap(JobStage.preprocess)
+
+    progress.enter(JobStage.stage1)
+    generator = torch.Generator(device="cpu").manual_seed(options.seed)
+    views = runtime.pipelines.stage1(image, generator=generator, callback=progress, **options.stage1_kwargs())
+    lap(JobStage.stage1)
+
+    progress.enter(JobStage.stage2)
+    mesh = runtime.pipelines.stage2(views, generator=generator, callback=progress, **options.stage2_kwargs())
+    lap(JobStage.stage2)
+
+    progress.enter(JobStage.export)
+    s1 = stage1_files(views)
+    s2 = stage2_files(mesh)
+    metadata = {
+        "job_id": record.id,
+        "pipeline": {**runtime.pipeline_info, "description": runtime.pipelines.description},
+        "parameters": options.model_dump(),
+        "timings": {**timings, "stage1_steps": views.timings, "stage2_steps": mesh.timings},
+        "mesh": {"num_vertices": mesh.num_vertices, "num_faces": mesh.num_faces},
+        "attempt": record.attempts,
+        "created_at": record.created_at,
+    }
+    archive = results_zip(s1, s2, metadata)
+    lap(JobStage.export)
+
+    progress.enter(JobStage.upload)
+    prefix = f"jobs/{record.id}"
+    files = {f"stage1/{name}": data for name, data in s1.items()}
+    files.update({f"stage2/{name}": data for name, data in s2.items()})
+    files["results.zip"] = archive
+    outputs: dict[str, str] = {"input.png": record.input_key}
+    for name, data in files.items():
+        key = f"{prefix}/{name}"
+        runtime.storage.put_bytes(key, data, content_type_for(key))
+        outputs[name] = key
+    lap(JobStage.upload)
+    timings["total"] = round(sum(timings.values()), 3)
+    return outputs, timings

@@ -1,0 +1,129 @@
+"""Everything a worker process keeps between jobs: settings, stores, warm pipelines.
+
+Built once by the process-start hook in ``worker.celery_app``; the pipelines
+are loaded there (never at import time) and stay on the device for the life
+of the process.  A heartbeat thread publishes the worker's identity and
+state (``shared.heartbeat``) so the API knows a warm worker exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import redis
+
+from shared.heartbeat import WorkerHeartbeat, publish, withdraw
+from shared.job_store import JobStore
+from shared.settings import Settings
+from shared.storage import Storage, build_storage
+
+if TYPE_CHECKING:
+    from pipelines.base import GenerationPipelines
+
+log = logging.getLogger("synchuman.worker")
+
+
+@dataclass
+class WorkerRuntime:
+    settings: Settings
+    store: JobStore
+    storage: Storage
+    pipelines: GenerationPipelines
+    heartbeat: WorkerHeartbeat
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, settings: Settings, pipelines: GenerationPipelines | None = None) -> WorkerRuntime:
+        """Connect to Redis and storage, load the pipelines, start the heartbeat."""
+        client = redis.Redis.from_url(settings.redis.url)
+        store = JobStore(client, prefix=settings.redis.key_prefix, retention_s=settings.jobs.retention_s)
+        storage = build_storage(settings.storage)
+        worker = settings.worker
+        heartbeat = WorkerHeartbeat(
+            worker_id=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            pipeline=worker.pipeline,
+            pipeline_version="",
+            device=worker.device,
+            cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            state="loading",
+        )
+        publish(client, store.keys, heartbeat, worker.heartbeat_ttl_s)
+        if pipelines is None:
+            from pipelines.registry import load_pipelines
+
+            log.info("loading pipelines", extra={"pipeline": worker.pipeline, "device": worker.device})
+            pipelines = load_pipelines(
+                worker.pipeline, weights_dir=worker.weights_dir, device=worker.device, dtype=worker.dtype
+            )
+        heartbeat.pipeline = pipelines.name
+        heartbeat.pipeline_version = pipelines.version
+        heartbeat.device = pipelines.device
+        heartbeat.state = "warm"
+        runtime = cls(settings=settings, store=store, storage=storage, pipelines=pipelines, heartbeat=heartbeat)
+        runtime.beat()
+        runtime._thread = threading.Thread(target=runtime._beat_forever, name="heartbeat", daemon=True)
+        runtime._thread.start()
+        log.info("worker warm", extra={"worker_id": heartbeat.worker_id, "pipeline": pipelines.name})
+        return runtime
+
+    @property
+    def pipeline_info(self) -> dict[str, str]:
+        return {"name": self.pipelines.name, "version": self.pipelines.version, "device": self.pipelines.device}
+
+    def beat(self) -> None:
+        try:
+            publish(self.store.redis, self.store.keys, self.heartbeat, self.settings.worker.heartbeat_ttl_s)
+        except redis.RedisError:
+            log.warning("heartbeat failed", exc_info=True)
+
+    def set_busy(self, job_id: str | None) -> None:
+        self.heartbeat.state = "busy" if job_id else "warm"
+        self.heartbeat.current_job = job_id
+        self.beat()
+
+    def _beat_forever(self) -> None:
+        while not self._stop.wait(self.settings.worker.heartbeat_interval_s):
+            self.beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            withdraw(self.store.redis, self.store.keys, self.heartbeat.worker_id)
+        except redis.RedisError:
+            pass
+
+
+_runtime: WorkerRuntime | None = None
+_lock = threading.Lock()
+
+
+def start_runtime(settings: Settings) -> WorkerRuntime:
+    """The process's runtime, started on first call (the process-start hook)."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = WorkerRuntime.start(settings)
+        return _runtime
+
+
+def current_runtime() -> WorkerRuntime:
+    if _runtime is None:
+        raise RuntimeError("the worker runtime has not been started (process-start hook missing)")
+    return _runtime
+
+
+def stop_runtime() -> None:
+    global _runtime
+    with _lock:
+        if _runtime is not None:
+            _runtime.stop()
+            _runtime = None
