@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.context import ApiContext
 from api.errors import install_error_handlers
+from api.security import authorize, install_hardening
+from api import legacy, lifecycle
 from api.routes import files, health, jobs
 from api.ui import router as ui_router
 from shared.settings import Settings, get_settings
+from shared.structured_logging import configure_logging
 
 DESCRIPTION = """
 One photo of a person in, a textured 3D model (GLB) out, through a job queue.
@@ -36,9 +39,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await context.close()
 
-    app = FastAPI(title="SyncHuman job service", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    configure_logging("api")
+    app = FastAPI(
+        title="SyncHuman job service", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+        dependencies=[Depends(authorize)],
+    )
     install_error_handlers(app)
+    install_hardening(app, settings)
     app.include_router(jobs.router)
+    app.include_router(lifecycle.router)
+    app.include_router(legacy.router)
     app.include_router(health.router)
     app.include_router(files.router)
     app.include_router(ui_router)

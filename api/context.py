@@ -15,6 +15,7 @@ from shared.job_store import AsyncJobStore
 from shared.queue import celery_producer
 from shared.settings import Settings
 from shared.storage import Storage, build_storage
+from shared.storage.retrying import RetryingStorage
 
 WORKER_CACHE_S = 2.0
 """How long the list of live workers (used for ETAs) is reused between requests."""
@@ -36,7 +37,7 @@ class ApiContext:
             settings=settings,
             redis=client,
             store=AsyncJobStore(client, prefix=settings.redis.key_prefix, retention_s=settings.jobs.retention_s),
-            storage=build_storage(settings.storage),
+            storage=RetryingStorage(build_storage(settings.storage), settings.storage_retry),
             producer=celery_producer(settings),
         )
 

@@ -5,6 +5,8 @@ Every error answer has the body ``{"error": {"code", "message", "retryable"}}``.
 
 from __future__ import annotations
 
+import math
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,6 +25,14 @@ STATUS_BY_ERROR: list[tuple[type[e.ServiceError], int]] = [
     (e.UrlSignatureError, 403),
     (e.JobNotReadyError, 409),
     (e.IllegalTransitionError, 409),
+    (e.JobNotCancelableError, 409),
+    (e.NoWebhookError, 409),
+    (e.WaitTimeoutError, 504),
+    (e.UnauthorizedError, 401),
+    (e.RateLimitedError, 429),
+    (e.TooManyJobsInFlightError, 429),
+    (e.QueueFullError, 503),
+    (e.StorageUnavailableError, 503),
     (e.ServiceUnavailableError, 503),
     (e.StorageError, 503),
 ]
@@ -43,7 +53,14 @@ def error_body(code: str, message: str, retryable: bool = False) -> dict:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(e.ServiceError)
     async def service_error(_: Request, exc: e.ServiceError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, exc.retryable), status_code=status_for(exc))
+        headers = {}
+        if isinstance(exc, e.RetryLaterError):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        elif isinstance(exc, e.UnauthorizedError):
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.retryable), status_code=status_for(exc), headers=headers or None
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

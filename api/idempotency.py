@@ -20,10 +20,14 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aredis
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+
+from api.context import ApiContext
 
 from shared.errors import IdempotencyConflictError, InvalidInputError, JobNotFoundError
 from shared.job_store import AsyncJobStore
@@ -106,3 +110,23 @@ async def wait_for_job(store: AsyncJobStore, job_id: str, timeout_s: float = CRE
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.05)
+
+
+HELP = (
+    "Any unique string (1-255 characters). Resubmitting the same request with the same key within 24 h "
+    "answers 200 with the job the first request created; the same key with a different request answers 422."
+)
+
+
+def idempotency_keys(ctx: ApiContext) -> IdempotencyKeys:
+    settings = ctx.settings
+    return IdempotencyKeys(ctx.redis, prefix=settings.redis.key_prefix, ttl_s=settings.api.idempotency_ttl_s)
+
+
+async def replay_response(
+    ctx: ApiContext, job_id: str, read_body: Callable[[ApiContext, str], Awaitable[tuple[Any, dict]]]
+) -> JSONResponse:
+    """200 with the job an earlier request with the same key created (as ``GET`` shows it now)."""
+    await wait_for_job(ctx.store, job_id)
+    _, body = await read_body(ctx, job_id)
+    return JSONResponse(body, status_code=200, headers={"Location": f"/v1/jobs/{job_id}", "Idempotent-Replayed": "true"})

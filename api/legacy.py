@@ -140,6 +140,7 @@ async def generate(
     texture_size: Annotated[int | None, Form()] = None,
     simplify: Annotated[float | None, Form()] = None,
     download: Annotated[bool, Form(description="Answer the results zip instead of JSON")] = False,
+    timeout_s: Annotated[float | None, Form(gt=0, description="Seconds to wait (at most api.generate_timeout_s)")] = None,
 ) -> Response:
     from api.routes.jobs import create_job
 
@@ -155,10 +156,14 @@ async def generate(
     options: dict[str, Any] = {name: value for name, value in knobs.items() if value is not None}
     if stage1_only:
         options["stage1_only"] = True
-    created = await create_job(ctx, image=image, image_url=image_url, options=json.dumps(options), webhook_url=None)
+    created = await create_job(
+        request, ctx, image=image, image_url=image_url, options=json.dumps(options),
+        webhook_url=None, webhook_events=None, idempotency_key=None,
+    )
     job_id = json.loads(created.body)["id"]
+    limit = ctx.settings.api.generate_timeout_s
     try:
-        record = await wait_for_job(ctx, request, job_id, ctx.settings.api.generate_timeout_s)
+        record = await wait_for_job(ctx, request, job_id, min(timeout_s or limit, limit))
     except e.WaitTimeoutError as exc:
         body = error_body(exc.code, exc.message, exc.retryable)
         body["job_id"] = job_id
@@ -228,7 +233,6 @@ async def info(ctx: ContextDep) -> JSONResponse:
             entry["devices"].append(worker.device)
         entry["warm_workers"] += int(worker.is_warm)
     parameters = option_bounds()
-    parameters["stage1_only"] = {"default": False, "description": "Stop after the five views (no mesh)."}
     settings = ctx.settings
     body = {
         "service": SERVICE_NAME,

@@ -75,7 +75,7 @@ async def webhook_log(ctx: ContextDep, job_id: str) -> JSONResponse:
     body = {
         "job_id": job_id,
         "webhook_url": record.webhook_url,
-        "webhook_events": list(getattr(record, "webhook_events", None) or ["completed"]),
+        "webhook_events": record.webhook_events or ["completed"],
         "deliveries": [d.public() for d in deliveries],
     }
     return JSONResponse(body)

@@ -4,6 +4,7 @@
     synchuman generate photo.png -o out/  submit, show progress, write out/output.glb
     synchuman status JOB_ID               print a job as JSON
     synchuman download JOB_ID -o out/     fetch a finished job's files
+    synchuman cancel JOB_ID               cancel a queued or running job
 
 ``generate`` talks to ``--url`` (default ``$SYNCHUMAN_URL`` or
 http://127.0.0.1:8000); if nothing answers there it starts the embedded stack
@@ -96,6 +97,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with SyncHumanClient(args.url or DEFAULT_URL) as client:
+        try:
+            job = client.cancel(args.job_id)
+        except SyncHumanError as exc:
+            print(f"cannot cancel job {args.job_id}: {exc}", file=sys.stderr)
+            return 1
+    stopping = " (stops at its next step)" if job["status"] == "running" else ""
+    print(f"job {job['id']} {job['status']}{stopping}")
+    return 0
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     with SyncHumanClient(args.url or DEFAULT_URL) as client:
         for path in client.download(args.job_id, args.output, names=None if args.all else ("stage2/output.glb", "stage2/output_mesh.ply", "results.zip")):
@@ -133,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--all", action="store_true", help="every artifact, not just GLB, PLY and zip")
     download.add_argument("--url")
     download.set_defaults(run=cmd_download)
+
+    cancel = sub.add_parser("cancel", help="cancel a queued or running job")
+    cancel.add_argument("job_id")
+    cancel.add_argument("--url")
+    cancel.set_defaults(run=cmd_cancel)
     return parser
 
 

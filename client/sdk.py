@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from shared.webhook_signature import verify
 
 TERMINAL = ("succeeded", "failed", "canceled")
 DEFAULT_DOWNLOADS = ("stage2/output.glb", "stage2/output_mesh.ply", "results.zip")
@@ -35,9 +37,21 @@ class JobFailedError(SyncHumanError):
 
 
 class SyncHumanClient:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None, *, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False, headers=headers)
+
+    @staticmethod
+    def verify_webhook(headers: Mapping[str, str], body: bytes | str, secret: str) -> dict[str, Any]:
+        """Check a webhook call's Standard Webhooks signature; returns the job it carries.
+
+        ``body`` must be the raw request body; ``secret`` the service's ``whsec_…``
+        secret.  Raises ``WebhookSignatureError`` (a ``ValueError``) if the call was
+        not signed with it, was altered, or is more than five minutes old.
+        """
+        verify(headers, body, secret)
+        return json.loads(body)
 
     def close(self) -> None:
         self.http.close()
@@ -68,8 +82,14 @@ class SyncHumanClient:
         image_url: str | None = None,
         options: dict[str, Any] | None = None,
         webhook_url: str | None = None,
+        webhook_events: list[str] | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Queue one photo (a path, raw bytes, or ``image_url``); returns ``{id, status, queue_position, links}``."""
+        """Queue one photo (a path, raw bytes, or ``image_url``); returns ``{id, status, queue_position, links}``.
+
+        With ``idempotency_key``, a retried call (same key, same request, within
+        24 h) returns the job of the first call instead of creating another.
+        """
         data: dict[str, str] = {}
         files = None
         if image is not None:
@@ -82,7 +102,10 @@ class SyncHumanClient:
             data["options"] = json.dumps(options)
         if webhook_url:
             data["webhook_url"] = webhook_url
-        return self._check(self.http.post("/v1/jobs", data=data, files=files)).json()
+        if webhook_events:
+            data["webhook_events"] = ",".join(webhook_events)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._check(self.http.post("/v1/jobs", data=data, files=files, headers=headers)).json()
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._check(self.http.get(f"/v1/jobs/{job_id}")).json()
@@ -97,8 +120,14 @@ class SyncHumanClient:
         timeout: float = 3600.0,
         poll_interval: float = 0.5,
         on_update: Callable[[dict[str, Any]], None] | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll until the job finishes; raises TimeoutError after ``timeout`` seconds."""
+        """Poll until the job finishes; raises TimeoutError after ``timeout`` seconds.
+
+        ``on_progress`` (or its older name ``on_update``) gets the job after every
+        read: ``status``, ``stage`` and ``progress`` (0-100) say where it is.
+        """
+        on_update = on_update or on_progress
         deadline = time.monotonic() + timeout
         while True:
             job = self.get(job_id)

@@ -38,3 +38,19 @@ def load_pipelines(
 
         return load_synchuman(Path(weights_dir), device=device, dtype=dtype)
     raise ValueError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINE_NAMES)}")
+
+
+def load_pipeline_factory(spec: str, *, device: str = "cpu") -> GenerationPipelines:
+    """Operator/testing hook: build pipelines with the function ``spec`` names (``module:function``).
+
+    The function is called as ``function(device=device)`` and returns
+    ``GenerationPipelines``.  Operators use it to plug in their own method;
+    the fault tests use it to load pipelines that fail on request.
+    """
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"pipeline factory {spec!r} is not of the form module:function")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    return factory(device=device)

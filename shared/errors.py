@@ -132,6 +132,59 @@ class PipelineError(ServiceError):
     code = "pipeline_error"
 
 
+class UnauthorizedError(ServiceError):
+    """No API key, an unknown one, or a revoked one (authentication is on)."""
+
+    code = "unauthorized"
+
+
+class RetryLaterError(ServiceError):
+    """Refused for now; ``retry_after_s`` says when trying again makes sense (``Retry-After``)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimitedError(RetryLaterError):
+    """The key submits faster than its token bucket allows."""
+
+    code = "rate_limited"
+
+
+class TooManyJobsInFlightError(RetryLaterError):
+    """The key already has its maximum of queued + running jobs."""
+
+    code = "too_many_jobs_in_flight"
+
+
+class QueueFullError(RetryLaterError):
+    """The global queue-length cap is reached: backpressure for everyone."""
+
+    code = "queue_full"
+
+
+class StorageUnavailableError(ServiceError):
+    """The object store could not be reached, even after retries with backoff."""
+
+    code = "storage_unavailable"
+    retryable = True
+
+
+class GpuOutOfMemoryError(ServiceError):
+    """The job did not fit in GPU memory; not retried on the same GPU (it would loop)."""
+
+    code = "gpu_out_of_memory"
+
+
+class JobTimeoutError(ServiceError):
+    """A stage ran past its time limit; the worker's watchdog stopped it."""
+
+    code = "timeout"
+
+
 class JobNotCancelableError(ServiceError):
     """The job already succeeded or failed; there is nothing left to cancel."""
 

@@ -28,6 +28,9 @@ class WorkerHeartbeat(BaseModel):
     state: str = "warm"
     """``loading`` while the pipelines load, then ``warm`` (idle) or ``busy``."""
     current_job: str | None = None
+    gpu_memory_allocated_bytes: int | None = None
+    """GPU memory held by tensors (CUDA workers only), for ``/metrics``."""
+    gpu_memory_reserved_bytes: int | None = None
     jobs_done: int = 0
     started_at: float = Field(default_factory=time.time)
     seen_at: float = Field(default_factory=time.time)

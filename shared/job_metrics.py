@@ -19,6 +19,8 @@ Histogram buckets are stored per bucket (not cumulated); the reader cumulates.
 from __future__ import annotations
 
 import bisect
+import functools
+import logging
 from dataclasses import dataclass, field
 
 import redis
@@ -30,6 +32,22 @@ STAGE_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 """Upper bounds of the per-stage run-time histogram."""
 
 HISTOGRAMS = {"wait": WAIT_BUCKETS_S, "stage": STAGE_BUCKETS_S}
+
+log = logging.getLogger("synchuman.metrics")
+
+
+def _best_effort(method):
+    """Metrics never fail a job: a Redis error while counting is logged and dropped."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except redis.RedisError as exc:
+            log.warning("metric not recorded", extra={"metric": method.__name__, "error": type(exc).__name__})
+            return None
+
+    return wrapper
 
 
 class MetricKeys:
@@ -85,6 +103,7 @@ class JobMetrics:
         self.redis = client
         self.keys = MetricKeys(prefix)
 
+    @_best_effort
     def _observe(self, name: str, label: str, seconds: float) -> None:
         buckets = HISTOGRAMS[name]
         index = bisect.bisect_left(buckets, seconds)
@@ -103,9 +122,11 @@ class JobMetrics:
         """Seconds one stage of one job ran."""
         self._observe("stage", stage, max(seconds, 0.0))
 
+    @_best_effort
     def count_failure(self, code: str) -> None:
         self.redis.hincrby(self.keys.failures, code, 1)
 
+    @_best_effort
     def count_webhook(self, outcome: str) -> None:
         """``outcome``: ``delivered``, ``retried`` or ``gave_up``."""
         self.redis.hincrby(self.keys.webhooks, outcome, 1)

@@ -26,6 +26,7 @@ import redis
 import redis.asyncio as aredis
 
 from shared.errors import JobNotFoundError
+from shared.job_metrics import MetricKeys, count_transition
 from shared.jobs import JobRecord, JobStatus, transition
 
 DURATION_EMA_WEIGHT = 0.2
@@ -68,7 +69,8 @@ class JobStore:
         pipe.set(self.keys.job(record.id), record.model_dump_json(), ex=self.retention_s, nx=True)
         pipe.zadd(self.keys.queue, {record.id: seq})
         pipe.zrank(self.keys.queue, record.id)
-        created, _, rank = pipe.execute()
+        count_transition(pipe, MetricKeys(self.keys.prefix), None, record.status.value)
+        created, _, rank = pipe.execute()[:3]
         if not created:
             raise ValueError(f"job {record.id} already exists")
         return int(rank) + 1
@@ -100,6 +102,7 @@ class JobStore:
                         return current
                     pipe.multi()
                     pipe.set(key, new.model_dump_json(), ex=self.retention_s)
+                    count_transition(pipe, MetricKeys(self.keys.prefix), current.status.value, new.status.value)
                     if new.status is not JobStatus.queued:
                         pipe.zrem(self.keys.queue, job_id)
                     pipe.execute()
@@ -143,7 +146,8 @@ class AsyncJobStore:
             pipe.set(self.keys.job(record.id), record.model_dump_json(), ex=self.retention_s, nx=True)
             pipe.zadd(self.keys.queue, {record.id: seq})
             pipe.zrank(self.keys.queue, record.id)
-            created, _, rank = await pipe.execute()
+            count_transition(pipe, MetricKeys(self.keys.prefix), None, record.status.value)
+            created, _, rank = (await pipe.execute())[:3]
         if not created:
             raise ValueError(f"job {record.id} already exists")
         return int(rank) + 1
@@ -177,6 +181,7 @@ class AsyncJobStore:
                         return current
                     pipe.multi()
                     pipe.set(key, new.model_dump_json(), ex=self.retention_s)
+                    count_transition(pipe, MetricKeys(self.keys.prefix), current.status.value, new.status.value)
                     if new.status is not JobStatus.queued:
                         pipe.zrem(self.keys.queue, job_id)
                     await pipe.execute()
@@ -189,7 +194,8 @@ class AsyncJobStore:
 
     async def delete(self, job_id: str) -> None:
         """Remove a job that was never enqueued (its message could not be sent)."""
-        await self.redis.delete(self.keys.job(job_id))
+        if await self.redis.delete(self.keys.job(job_id)):
+            await self.redis.hincrby(MetricKeys(self.keys.prefix).jobs_by_status, "queued", -1)
         await self.redis.zrem(self.keys.queue, job_id)
 
 

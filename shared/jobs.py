@@ -86,6 +86,8 @@ class JobRecord(BaseModel):
     options: dict[str, Any] = {}
     input_key: str
     webhook_url: str | None = None
+    webhook_events: list[str] = []
+    """Events ``webhook_url`` is called for (``shared.webhooks.WebhookEvent``); empty means ``completed``."""
     pipeline: dict[str, str] | None = None
     """``{name, version, device}`` of the pipeline that ran (or is running) the job."""
     worker_id: str | None = None
@@ -96,6 +98,8 @@ class JobRecord(BaseModel):
     outputs: dict[str, str] = {}
     """Artifact name (e.g. ``stage2/output.glb``) -> storage key; set only on success."""
     cancel_requested: bool = False
+    owner: str | None = None
+    """``key_id`` of the API key that created the job (None with authentication off)."""
     history: list[JobEvent] = []
 
 

@@ -26,6 +26,7 @@ class GenerationOptions(BaseModel):
     cfg_strength: float = Field(5.0, ge=0.0, le=20.0, description="Stage-2 classifier-free guidance.")
     texture_size: int = Field(1024, ge=256, le=2048, description="Side of the baked texture (px); 512, 1024 or 2048.")
     simplify: float = Field(0.7, ge=0.0, le=0.98, description="Fraction of faces removed by simplification.")
+    stage1_only: bool = Field(False, description="Stop after stage 1 (five views, normals, occupancy; no mesh).")
 
     @field_validator("texture_size")
     @classmethod

@@ -66,6 +66,8 @@ class WorkerSettings(BaseModel):
     weights_dir: Path | None = None
     device: str = "cpu"
     dtype: str | None = None
+    pipeline_factory: str | None = None
+    """Operator/testing hook: ``module:function`` returning ``GenerationPipelines``; overrides ``pipeline``."""
     max_attempts: int = Field(2, ge=1)
     """Starts of one job before it is marked failed (a job that kills its worker twice fails)."""
     visibility_timeout_s: int = Field(2 * 3600, ge=1)
@@ -73,10 +75,6 @@ class WorkerSettings(BaseModel):
     unacked_restore_interval_s: int = Field(10, ge=1)
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_ttl_s: int = Field(20, ge=2)
-    webhook_timeout_s: float = Field(10.0, gt=0)
-    webhook_max_retries: int = Field(5, ge=0)
-    webhook_secret: str = "change-me-webhook-secret"
-    """HMAC-SHA256 key of the ``X-SyncHuman-Signature`` header on webhook calls."""
 
 
 class WebhookSettings(BaseModel):
@@ -103,6 +101,46 @@ class JobSettings(BaseModel):
     """Assumed duration of one job for ETAs until real durations are known."""
 
 
+class AuthSettings(BaseModel):
+    enabled: bool = False
+    """Require ``Authorization: Bearer <key>`` on ``/v1`` (off for the embedded stack, on in compose)."""
+
+
+class LimitSettings(BaseModel):
+    """Per-key limits (only with auth on) and the global queue cap (always)."""
+
+    submit_rate_per_s: float = Field(1.0, ge=0)
+    """Sustained submissions per second and key (0: no rate limit)."""
+    submit_burst: int = Field(30, ge=1)
+    max_in_flight: int = Field(20, ge=0)
+    """Queued + running jobs per key (0: unlimited)."""
+    max_queue_length: int = Field(1000, ge=0)
+    """Queued jobs in the whole deployment; more get 503 (0: unbounded)."""
+
+
+class CorsSettings(BaseModel):
+    allow_origins: list[str] = []
+    """Browser origins allowed to call the API; empty: CORS off."""
+
+
+class WatchdogSettings(BaseModel):
+    """Per-stage time limits enforced by the worker's watchdog (0: unlimited)."""
+
+    preprocess_s: float = Field(300.0, ge=0)
+    stage1_s: float = Field(1800.0, ge=0)
+    stage2_s: float = Field(1800.0, ge=0)
+    export_s: float = Field(600.0, ge=0)
+    upload_s: float = Field(900.0, ge=0)
+
+
+class StorageRetrySettings(BaseModel):
+    """Retries of storage writes before a job fails with ``storage_unavailable``."""
+
+    attempts: int = Field(4, ge=1)
+    first_delay_s: float = Field(0.5, ge=0)
+    max_delay_s: float = Field(8.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SYNCHUMAN_", env_nested_delimiter="__", extra="ignore"
@@ -114,6 +152,11 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     jobs: JobSettings = JobSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
+    cors: CorsSettings = CorsSettings()
+    watchdog: WatchdogSettings = WatchdogSettings()
+    storage_retry: StorageRetrySettings = StorageRetrySettings()
 
 
 @lru_cache(maxsize=1)

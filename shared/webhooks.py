@@ -9,10 +9,9 @@ A job may name a ``webhook_url`` and the events it wants (``webhook_events``):
 Each event fired becomes one *delivery*: a message with its own id (the
 ``webhook-id`` header, unchanged across retries), sent by the task
 ``webhooks.deliver`` on the CPU queue ``webhooks`` (never a GPU worker's).
-The body is a Standard Webhooks envelope whose ``data`` is the job exactly as
-``GET /v1/jobs/{id}`` returns it, built at each attempt (fresh URLs)::
-
-    {"type": "job.completed", "timestamp": "2026-11-24T05:00:00Z", "data": {...job...}}
+The body is the job exactly as ``GET /v1/jobs/{id}`` returns it, built at each
+attempt (fresh URLs); the header ``webhook-event`` names the event.  Calls are
+signed in the Standard Webhooks format (``shared.webhook_signature``).
 
 A failed attempt is retried after ``webhooks.first_retry_s`` seconds, then a
 delay ``webhooks.backoff_factor`` times longer each time (capped at
@@ -32,7 +31,6 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -54,13 +52,12 @@ class WebhookEvent(StrEnum):
     stage1_completed = "stage1.completed"
     completed = "completed"
 
-    @property
-    def type(self) -> str:
-        """The envelope's ``type``: ``job.`` and the event name."""
-        return f"job.{self.value}"
-
 
 DEFAULT_EVENTS: tuple[WebhookEvent, ...] = (WebhookEvent.completed,)
+EVENTS_HELP = (
+    "Comma-separated events webhook_url is called for: started, stage1.completed, completed "
+    "(default: completed, which fires for succeeded, failed and canceled)."
+)
 
 RETRIED_CLIENT_ERRORS = frozenset({408, 429})
 """4xx statuses that are retried all the same (timeout, rate limited)."""
@@ -130,12 +127,6 @@ class WebhookDelivery(BaseModel):
 
 def new_delivery_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
-
-
-def envelope(event: WebhookEvent, job: dict[str, Any], *, now: float | None = None) -> dict[str, Any]:
-    """The Standard Webhooks body of one event about ``job`` (its GET representation)."""
-    at = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
-    return {"type": event.type, "timestamp": at.isoformat().replace("+00:00", "Z"), "data": job}
 
 
 def log_key(keys: JobKeys, job_id: str) -> str:
@@ -246,7 +237,7 @@ def wants(record: JobRecord, event: WebhookEvent) -> bool:
     """Whether ``record`` has a webhook subscribed to ``event``."""
     if not record.webhook_url:
         return False
-    return event.value in (getattr(record, "webhook_events", None) or [e.value for e in DEFAULT_EVENTS])
+    return event.value in (record.webhook_events or [e.value for e in DEFAULT_EVENTS])
 
 
 def send_delivery(

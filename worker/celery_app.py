@@ -4,16 +4,18 @@ Run one process per GPU, pinned with ``CUDA_VISIBLE_DEVICES``, with the solo
 pool: the pipelines are loaded once by the process-start hook below and stay
 warm.  Broker options come from ``shared.queue.celery_config`` (late acks,
 prefetch 1, a visibility timeout above the longest job).
+
+Webhook deliveries need no pipelines: a worker started with ``-Q webhooks``
+only (``-P threads -c 8`` suits it) loads none and publishes no heartbeat.
 """
 
 from __future__ import annotations
 
-import logging
-
 from celery import Celery, signals
 
-from shared.queue import celery_config
+from shared.queue import GPU_QUEUE, celery_config
 from shared.settings import get_settings
+from shared.structured_logging import configure_logging
 
 app = Celery("synchuman-worker")
 app.conf.update(celery_config(get_settings()))
@@ -25,8 +27,9 @@ def _load_pipelines_in_solo_worker(**_: object) -> None:
     """Process-start hook: the solo pool runs tasks in the main process."""
     from worker.runtime import start_runtime
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    start_runtime(get_settings())
+    configure_logging("worker")
+    if _consumes_gpu_queue():
+        start_runtime(get_settings())
 
 
 @signals.worker_process_init.connect
@@ -34,7 +37,25 @@ def _load_pipelines_in_child(**_: object) -> None:
     """Process-start hook for prefork children (one pipeline set per child)."""
     from worker.runtime import start_runtime
 
-    start_runtime(get_settings())
+    if _consumes_gpu_queue():
+        start_runtime(get_settings())
+
+
+def _consumes_gpu_queue() -> bool:
+    """False for a worker started for other queues only (``-Q webhooks``)."""
+    consumed = app.amqp.queues.consume_from
+    return not consumed or GPU_QUEUE in consumed
+
+
+@signals.worker_shutting_down.connect
+def _release_running_job(**_: object) -> None:
+    """SIGTERM: the running job stops at its next step and is requeued (``worker.faults``)."""
+    from worker.runtime import current_runtime
+
+    try:
+        current_runtime().shutting_down.set()
+    except RuntimeError:  # a webhooks-only worker has no runtime
+        pass
 
 
 @signals.worker_shutdown.connect

@@ -20,12 +20,17 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis
 from PIL import Image
 
 from shared.errors import JobCanceledError, JobNotFoundError, ServiceError, WorkerLostError
 from shared.jobs import JobError, JobRecord, JobStage, JobStatus, overall_progress, transition
 from shared.options import GenerationOptions
 from shared.storage.base import content_type_for
+from shared.structured_logging import job_id_var
+from worker.faults import WorkerShuttingDown, out_of_memory_error, release_for_requeue, retry_on_redis_errors
+from shared.webhooks import WebhookEvent
+from worker.webhooks import fire_event
 
 if TYPE_CHECKING:
     from worker.runtime import WorkerRuntime
@@ -47,9 +52,13 @@ class ProgressReporter:
 
     def enter(self, stage: JobStage) -> None:
         self.stage = stage
+        if self.runtime.watchdog is not None:
+            self.runtime.watchdog.arm(self.job_id, stage.value)
         self._write(overall_progress(stage, 0, 1))
 
     def __call__(self, _stage_name: str, step: int, total: int) -> None:
+        if self.runtime.shutting_down.is_set():
+            raise WorkerShuttingDown("the worker is shutting down")
         now = time.monotonic()
         if step < total and now - self._last_write < PROGRESS_WRITE_INTERVAL_S:
             return
@@ -64,7 +73,11 @@ class ProgressReporter:
                 return None
             return record.model_copy(update={"stage": stage, "progress": max(progress, 0.0)})
 
-        record = self.runtime.store.update(self.job_id, advance)
+        try:
+            record = self.runtime.store.update(self.job_id, advance)
+        except (redis.ConnectionError, redis.TimeoutError):  # progress is advisory; the job goes on
+            log.warning("progress not written: redis unreachable", extra={"job_id": self.job_id})
+            return
         if record.cancel_requested:
             raise JobCanceledError("the job was canceled")
 
@@ -98,26 +111,46 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> JobRecord | None:
         return None
     if record.status is not JobStatus.running or record.worker_id != runtime.heartbeat.worker_id:
         return record
+    fire_event(record, WebhookEvent.started)
 
     runtime.set_busy(job_id)
     started = time.monotonic()
+    job_token = job_id_var.set(job_id)
+    if record.attempts == 1 and record.started_at is not None:
+        runtime.metrics.observe_wait(record.started_at - record.created_at)
     try:
         outputs, timings = _generate(runtime, record)
     except JobCanceledError:
+        for partial in ("stage1/", "stage2/", "results.zip"):  # e.g. left by an earlier attempt
+            runtime.storage.delete_prefix(f"jobs/{job_id}/{partial}")
         return store.transition(job_id, JobStatus.canceled)
+    except WorkerShuttingDown:
+        log.info("job released to another worker: shutting down", extra={"job_id": job_id})
+        return release_for_requeue(store, job_id, runtime.heartbeat.worker_id)
     except ServiceError as exc:
         return _fail(runtime, job_id, exc.to_dict())
     except Exception as exc:  # the model failed: keep the record truthful, never loop
         input_error = _pipeline_input_error(exc)
         if input_error is not None:
             return _fail(runtime, job_id, input_error)
+        oom_error = out_of_memory_error(exc)
+        if oom_error is not None:
+            return _fail(runtime, job_id, oom_error)
         log.exception("job failed", extra={"job_id": job_id})
         retryable = type(exc).__name__ in ("OutOfMemoryError", "MemoryError")
         return _fail(runtime, job_id, {"code": "pipeline_error", "message": f"{type(exc).__name__}: {exc}", "retryable": retryable})
     finally:
+        if runtime.watchdog is not None:
+            runtime.watchdog.disarm()
+        job_id_var.reset(job_token)
         runtime.set_busy(None)
 
-    final = store.transition(job_id, JobStatus.succeeded, stage=JobStage.upload, outputs=outputs, timings=timings)
+    final = retry_on_redis_errors(
+        lambda: store.transition(job_id, JobStatus.succeeded, stage=JobStage.upload, outputs=outputs, timings=timings)
+    )
+    for stage_name, seconds in timings.items():
+        if stage_name != "total":
+            runtime.metrics.observe_stage(stage_name, seconds)
     store.record_duration(time.monotonic() - started)
     runtime.heartbeat.jobs_done += 1
     log.info("job succeeded", extra={"job_id": job_id, "seconds": round(time.monotonic() - started, 2)})
@@ -134,7 +167,9 @@ def _pipeline_input_error(exc: Exception) -> dict[str, Any] | None:
 
 def _fail(runtime: WorkerRuntime, job_id: str, error: dict[str, Any]) -> JobRecord:
     log.info("job failed", extra={"job_id": job_id, "code": error["code"]})
-    return runtime.store.transition(job_id, JobStatus.failed, error=JobError(**error))
+    record = retry_on_redis_errors(lambda: runtime.store.transition(job_id, JobStatus.failed, error=JobError(**error)))
+    runtime.metrics.count_failure(error["code"])
+    return record
 
 
 def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str], dict[str, float]]:
@@ -164,20 +199,23 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
     generator = torch.Generator(device="cpu").manual_seed(options.seed)
     views = runtime.pipelines.stage1(image, generator=generator, callback=progress, **options.stage1_kwargs())
     lap(JobStage.stage1)
+    fire_event(record, WebhookEvent.stage1_completed)
 
-    progress.enter(JobStage.stage2)
-    mesh = runtime.pipelines.stage2(views, generator=generator, callback=progress, **options.stage2_kwargs())
-    lap(JobStage.stage2)
+    mesh = None
+    if not options.stage1_only:
+        progress.enter(JobStage.stage2)
+        mesh = runtime.pipelines.stage2(views, generator=generator, callback=progress, **options.stage2_kwargs())
+        lap(JobStage.stage2)
 
     progress.enter(JobStage.export)
     s1 = stage1_files(views)
-    s2 = stage2_files(mesh)
+    s2 = stage2_files(mesh) if mesh is not None else {}
     metadata = {
         "job_id": record.id,
         "pipeline": {**runtime.pipeline_info, "description": runtime.pipelines.description},
         "parameters": options.model_dump(),
-        "timings": {**timings, "stage1_steps": views.timings, "stage2_steps": mesh.timings},
-        "mesh": {"num_vertices": mesh.num_vertices, "num_faces": mesh.num_faces},
+        "timings": {**timings, "stage1_steps": views.timings, "stage2_steps": mesh.timings if mesh else {}},
+        "mesh": {"num_vertices": mesh.num_vertices, "num_faces": mesh.num_faces} if mesh else None,
         "attempt": record.attempts,
         "created_at": record.created_at,
     }

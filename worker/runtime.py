@@ -21,7 +21,12 @@ import redis
 from shared.heartbeat import WorkerHeartbeat, publish, withdraw
 from shared.job_store import JobStore
 from shared.settings import Settings
+from shared.job_metrics import JobMetrics
 from shared.storage import Storage, build_storage
+from shared.storage.retrying import RetryingStorage
+from worker.faults import fail_timed_out, stage_limits
+from worker.gpu_memory import gpu_memory_bytes
+from worker.watchdog import StageWatchdog
 
 if TYPE_CHECKING:
     from pipelines.base import GenerationPipelines
@@ -36,6 +41,11 @@ class WorkerRuntime:
     storage: Storage
     pipelines: GenerationPipelines
     heartbeat: WorkerHeartbeat
+    metrics: JobMetrics | None = None
+    watchdog: StageWatchdog | None = None
+    """Per-stage time limits (``worker.watchdog``); fails the job with ``timeout`` and recycles the process."""
+    shutting_down: threading.Event = field(default_factory=threading.Event)
+    """Set on SIGTERM: the running job stops at its next step and is requeued for another worker."""
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -44,7 +54,7 @@ class WorkerRuntime:
         """Connect to Redis and storage, load the pipelines, start the heartbeat."""
         client = redis.Redis.from_url(settings.redis.url)
         store = JobStore(client, prefix=settings.redis.key_prefix, retention_s=settings.jobs.retention_s)
-        storage = build_storage(settings.storage)
+        storage = RetryingStorage(build_storage(settings.storage), settings.storage_retry)
         worker = settings.worker
         heartbeat = WorkerHeartbeat(
             worker_id=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
@@ -57,6 +67,10 @@ class WorkerRuntime:
             state="loading",
         )
         publish(client, store.keys, heartbeat, worker.heartbeat_ttl_s)
+        if pipelines is None and worker.pipeline_factory:
+            from pipelines.registry import load_pipeline_factory
+
+            pipelines = load_pipeline_factory(worker.pipeline_factory, device=worker.device)
         if pipelines is None:
             from pipelines.registry import load_pipelines
 
@@ -69,6 +83,10 @@ class WorkerRuntime:
         heartbeat.device = pipelines.device
         heartbeat.state = "warm"
         runtime = cls(settings=settings, store=store, storage=storage, pipelines=pipelines, heartbeat=heartbeat)
+        runtime.metrics = JobMetrics(client, prefix=settings.redis.key_prefix)
+        runtime.watchdog = StageWatchdog(
+            stage_limits(settings), fail_timed_out(store, runtime.metrics.count_failure)
+        ).start()
         runtime.beat()
         runtime._thread = threading.Thread(target=runtime._beat_forever, name="heartbeat", daemon=True)
         runtime._thread.start()
@@ -80,6 +98,9 @@ class WorkerRuntime:
         return {"name": self.pipelines.name, "version": self.pipelines.version, "device": self.pipelines.device}
 
     def beat(self) -> None:
+        memory = gpu_memory_bytes(self.heartbeat.device)
+        if memory is not None:
+            self.heartbeat.gpu_memory_allocated_bytes, self.heartbeat.gpu_memory_reserved_bytes = memory
         try:
             publish(self.store.redis, self.store.keys, self.heartbeat, self.settings.worker.heartbeat_ttl_s)
         except redis.RedisError:

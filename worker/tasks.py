@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 
 from celery import Task
+from celery.exceptions import Reject
 
-from shared.errors import UrlFetchError, UrlRefusedError
+from shared.errors import JobNotFoundError
 from shared.jobs import JobError, JobStatus
-from shared.queue import GENERATE_TASK, WEBHOOK_QUEUE, WEBHOOK_TASK
+from shared.queue import GENERATE_TASK, WEBHOOK_TASK
+from shared.webhooks import WebhookEvent
 from worker.celery_app import app
 from worker.generation import run_job
 from worker.runtime import current_runtime
-from worker.webhooks import WebhookDeliveryError, deliver_webhook
+from worker.webhooks import deliver, delivery_context, fire_event
 
 log = logging.getLogger("synchuman.worker")
 
@@ -43,26 +45,29 @@ class JobTask(Task):
 def generate(job_id: str) -> str | None:
     """Generate job ``job_id`` (idempotent: safe to deliver more than once)."""
     runtime = current_runtime()
+    finished_before = _is_finished(runtime, job_id)
     record = run_job(runtime, job_id)
     if record is None:
         return None
-    if record.status.is_terminal and record.webhook_url:
-        app.send_task(WEBHOOK_TASK, args=[job_id], queue=WEBHOOK_QUEUE)
+    if runtime.shutting_down.is_set() and not record.status.is_terminal:
+        raise Reject("the worker is shutting down; job requeued", requeue=True)
+    if record.status.is_terminal and not finished_before:
+        fire_event(record, WebhookEvent.completed, app)
     return record.status.value
 
 
-@app.task(name=WEBHOOK_TASK, bind=True, acks_late=True)
-def deliver(self: Task, job_id: str) -> int | None:
-    """POST the finished job's summary to its ``webhook_url``; retried with backoff."""
-    runtime = current_runtime()
+def _is_finished(runtime, job_id: str) -> bool:  # noqa: ANN001 - WorkerRuntime
+    """Whether the job was already terminal before this message (then its webhook already fired)."""
     try:
-        return deliver_webhook(runtime, job_id)
-    except (UrlRefusedError, UrlFetchError) as exc:
-        log.warning("webhook refused", extra={"job_id": job_id, "code": exc.code})
-        return None
-    except WebhookDeliveryError as exc:
-        retries = runtime.settings.worker.webhook_max_retries
-        if self.request.retries >= retries:
-            log.warning("webhook given up", extra={"job_id": job_id})
-            return None
-        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 300), max_retries=retries) from exc
+        return runtime.store.get(job_id).status.is_terminal
+    except JobNotFoundError:
+        return True
+
+
+@app.task(name=WEBHOOK_TASK, bind=True, acks_late=True)
+def deliver_webhook(
+    self: Task, job_id: str, event: str, delivery_id: str, attempt: int = 1, redelivery_of: str | None = None
+) -> str | None:
+    """One attempt of one webhook delivery (``worker.webhooks.deliver``); it queues its own retries."""
+    delivery = deliver(delivery_context(), self.app, job_id, event, delivery_id, attempt, redelivery_of=redelivery_of)
+    return delivery.state.value if delivery else None

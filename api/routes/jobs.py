@@ -5,15 +5,24 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Header, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.context import ApiContext, ContextDep
 from api.image_checks import check_image
+from api.security import admit_submission
 from api.schemas import ErrorBody, JobCreated, JobRead
-from api.url_fetch import fetch_image, resolve_allowed
+from api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from api.idempotency import HELP as IDEMPOTENCY_HELP
+from api.idempotency import idempotency_keys, replay_response, request_fingerprint
+from api.lifecycle import cancel_job as cancel_or_request_cancel
+from api.url_fetch import fetch_image
+from shared import url_policy
+from shared.job_view import job_body
+from shared.webhooks import EVENTS_HELP as WEBHOOK_EVENTS_HELP
+from shared.webhooks import parse_events
 from shared.errors import (
     InvalidOptionsError,
     JobNotReadyError,
@@ -70,18 +79,22 @@ def _parse_options(raw: str | None) -> GenerationOptions:
     responses=BAD_INPUT,
 )
 async def create_job(
+    request: Request,
     ctx: ContextDep,
     image: Annotated[UploadFile | None, File(description="PNG, JPEG or WebP; RGBA cut-outs or opaque photos")] = None,
     image_url: Annotated[str | None, Form(description="http(s) URL of the photo instead of an upload")] = None,
     options: Annotated[str | None, Form(description="JSON object of generation options", examples=[OPTIONS_EXAMPLE])] = None,
     webhook_url: Annotated[str | None, Form(description="Called (POST, signed) when the job finishes")] = None,
+    webhook_events: Annotated[str | None, Form(description=WEBHOOK_EVENTS_HELP, examples=["started,completed"])] = None,
+    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER, description=IDEMPOTENCY_HELP)] = None,
 ) -> JSONResponse:
     settings = ctx.settings.api
     if (image is None) == (not image_url):
         raise MissingImageError("send exactly one of `image` (a file) or `image_url`")
     parsed = _parse_options(options)
+    events = parse_events(webhook_events) if webhook_url else []
     if webhook_url:
-        await resolve_allowed(webhook_url, settings)
+        await run_in_threadpool(url_policy.resolve_allowed, webhook_url, ctx.settings.webhooks.allow_hosts)
     if image is not None:
         if image.size is not None and image.size > settings.max_upload_bytes:
             raise PayloadTooLargeError(f"the image is larger than {settings.max_upload_bytes} bytes")
@@ -94,11 +107,20 @@ async def create_job(
         checked = await run_in_threadpool(check_image, data, settings)
 
     job_id = new_job_id()
+    await admit_submission(request, ctx, job_id)
+    if idempotency_key:
+        fields = {"options": parsed.model_dump(), "webhook_url": webhook_url, "webhook_events": events}
+        fingerprint = request_fingerprint(data if image is not None else None, image_url, **fields)
+        earlier = await idempotency_keys(ctx).reserve(idempotency_key, fingerprint, job_id, owner=request.state.key_id)
+        if earlier is not None:
+            return await replay_response(ctx, earlier, read_job_body)
     record = JobRecord(
         id=job_id,
         options=parsed.model_dump(),
         input_key=f"jobs/{job_id}/input.png",
         webhook_url=webhook_url or None,
+        webhook_events=events,
+        owner=request.state.key_id,
     )
     await run_in_threadpool(ctx.storage.put_bytes, record.input_key, checked.png, "image/png")
     position = await ctx.store.create(record)
@@ -106,6 +128,8 @@ async def create_job(
         await run_in_threadpool(_enqueue, ctx, job_id)
     except Exception as exc:
         await ctx.store.delete(job_id)
+        if idempotency_key:
+            await idempotency_keys(ctx).release(idempotency_key, owner=request.state.key_id)
         raise ServiceUnavailableError("the job queue cannot be reached; try again") from exc
     body = {"id": job_id, "status": JobStatus.queued.value, "queue_position": position, "links": _links(job_id)}
     return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
@@ -130,30 +154,7 @@ async def read_job_body(ctx: ApiContext, job_id: str) -> tuple[JobRecord, dict]:
     if not record.status.is_terminal:
         workers = len(await ctx.workers())
         eta = _eta(record, position, job_s, workers, ctx.settings.jobs.default_job_s)
-    outputs = {}
-    if record.status is JobStatus.succeeded:
-        ttl = ctx.settings.storage.url_ttl_s
-        for name, key in record.outputs.items():
-            link = ctx.storage.download_url(key, ttl)
-            outputs[name] = {"url": link.url, "expires_at": link.expires_at}
-    body = {
-        "id": record.id,
-        "status": record.status.value,
-        "stage": record.stage.value if record.stage else None,
-        "progress": record.progress,
-        "queue_position": position,
-        "eta_s": eta,
-        "created_at": record.created_at,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "attempts": record.attempts,
-        "options": record.options,
-        "pipeline": record.pipeline,
-        "timings": record.timings,
-        "error": record.error.model_dump() if record.error else None,
-        "outputs": outputs,
-        "links": _links(record.id),
-    }
+    body = job_body(record, ctx.storage, ctx.settings.storage.url_ttl_s, queue_position=position, eta_s=eta)
     return record, body
 
 
@@ -192,13 +193,17 @@ async def job_result(ctx: ContextDep, job_id: str) -> RedirectResponse:
     "/{job_id}/cancel",
     status_code=202,
     response_model=JobRead,
-    summary="Cancel a job: queued jobs stop at once, running ones at their next step",
-    responses={404: {"model": ErrorBody, "description": "`job_not_found`"}},
+    summary="Cancel a job: queued jobs stop at once (200), running ones at their next step (202)",
+    responses={
+        200: {"model": JobRead, "description": "Canceled (now, or already before: idempotent)."},
+        404: {"model": ErrorBody, "description": "`job_not_found`"},
+        409: {"model": ErrorBody, "description": "`job_not_cancelable`: the job already succeeded or failed."},
+    },
 )
 async def cancel_job(ctx: ContextDep, job_id: str) -> JSONResponse:
-    await ctx.store.request_cancel(job_id)
+    _, status = await cancel_or_request_cancel(ctx, job_id)
     _, body = await read_job_body(ctx, job_id)
-    return JSONResponse(body, status_code=202)
+    return JSONResponse(body, status_code=status)
 
 
 __all__ = ["router"]

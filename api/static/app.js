@@ -75,6 +75,7 @@ const state = {
   job: null,
   shownGlb: null,
   viewerReady: null,
+  fileJobId: null,
   cancelSupported: true,
 };
 
@@ -135,17 +136,35 @@ async function apiFetch(url, init = {}) {
   return body;
 }
 
+// {title, detail} of an error: the code said in words, and the server's own message.
 function describeError(error) {
-  if (error.code === "network") return error.message;
+  if (error.code === "network") return { title: error.message, detail: "" };
   const words = ERROR_WORDS[error.code];
-  const detail = error.message && error.message !== words ? error.message : "";
-  if (words) return detail ? `${words} (${detail})` : words;
-  return detail || "Something went wrong.";
+  const detail = error.message && error.message !== words ? capitalise(error.message) : "";
+  if (words) return { title: words, detail };
+  return { title: detail || "Something went wrong.", detail: "" };
 }
 
-// Shows ``text`` in a message element; a transient one is cleared by the next good poll.
+function capitalise(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+// Shows ``text`` (a string, or {title, detail}) in a message element; a
+// transient one is cleared by the next good poll.
 function showMessage(element, text, kind = "error", transient = false) {
-  element.textContent = text;
+  if (text && typeof text === "object") {
+    const title = document.createElement("strong");
+    title.textContent = text.title;
+    element.replaceChildren(title);
+    if (text.detail) {
+      const detail = document.createElement("span");
+      detail.className = "detail";
+      detail.textContent = text.detail;
+      element.append(detail);
+    }
+  } else {
+    element.textContent = text;
+  }
   element.className = `message ${kind}`;
   element.hidden = !text;
   if (transient) element.dataset.transient = "1";
@@ -332,8 +351,10 @@ function chooseFile(file) {
   img.src = state.photoUrl;
   $("photo-caption").textContent = file.name;
   $("cutout-figure").hidden = true;
+  $("photo-figure").hidden = false;
   $("previews").hidden = false;
   $("submit-button").disabled = false;
+  state.fileJobId = null;
   if (file.type && !ACCEPTED_TYPES.includes(file.type)) {
     showMessage($("form-error"), `${file.name} does not look like a PNG, JPEG or WebP photo; the server will check it.`, "warning");
   }
@@ -390,6 +411,7 @@ async function submitJob(event) {
   try {
     const created = await apiFetch(API.jobs, { method: "POST", body });
     rememberJob({ id: created.id, name: state.file.name, submittedAt: Date.now(), status: created.status || "queued" });
+    state.fileJobId = created.id;
     openJob(created.id, created);
   } catch (error) {
     showMessage(formError, describeError(error));
@@ -415,6 +437,12 @@ function openJob(id, initial = null) {
   showMessage($("job-message"), "");
   $("color-strip").replaceChildren();
   $("normal-strip").replaceChildren();
+  // A reopened job shows its own cut-out, not the photo chosen for another one.
+  const ownPhoto = id === state.fileJobId;
+  $("photo-figure").hidden = !ownPhoto;
+  $("previews").hidden = !ownPhoto;
+  $("cutout-figure").hidden = true;
+  delete $("cutout-preview").dataset.src;
   renderRecent();
   history.replaceState(null, "", `#job=${encodeURIComponent(id)}`);
   if (initial && initial.status) renderJob({ ...initial, id });
@@ -442,7 +470,8 @@ async function poll() {
       renderJobGone();
       return;
     }
-    showMessage($("job-message"), `${describeError(error)} Retrying…`, "warning", true);
+    const { title } = describeError(error);
+    showMessage($("job-message"), { title: `${title} Retrying…`, detail: "" }, "warning", true);
     state.pollDelay = Math.min(state.pollDelay * 2, 5000);
   }
   state.pollTimer = setTimeout(poll, state.pollDelay);
@@ -512,9 +541,12 @@ function renderJob(job) {
   if (status === "failed") {
     const err = job.error || {};
     const words = ERROR_WORDS[err.code] || "The job failed.";
-    const code = err.code ? ` [${err.code}]` : "";
-    const detail = err.message && err.message !== words ? ` ${err.message}` : "";
-    showMessage($("job-message"), `${words}${detail}${code}${err.retryable ? " You can try again." : ""}`);
+    const detail = [
+      err.message && err.message !== words ? capitalise(err.message) : "",
+      err.code ? `(code ${err.code})` : "",
+      err.retryable ? "You can try again." : "",
+    ].filter(Boolean).join(" ");
+    showMessage($("job-message"), { title: `Job failed: ${words}`, detail });
   } else if (status === "canceled") {
     showMessage($("job-message"), "The job was canceled.", "info");
   } else if ($("job-message").dataset.transient) {
@@ -605,6 +637,7 @@ async function showModel(url) {
   const ready = await state.viewerReady;
   if (!ready) {
     viewer.hidden = true;
+    $("viewer-hint").hidden = true;
     $("viewer-missing").hidden = false;
     return;
   }
@@ -627,26 +660,32 @@ async function loadViewer() {
   }
 }
 
+// Asks the service to cancel job ``id``: a queued job ends at once, a running
+// one at its next step.  Servers without the cancel route hide the buttons.
 async function cancelJob(id) {
+  const current = id === state.jobId;
+  const messageBox = current ? $("job-message") : $("recent-message");
   try {
-    await apiFetch(API.cancel(id), { method: "POST" });
-    if (id === state.jobId) {
-      state.pollDelay = 300;
-      stopPolling();
-      poll();
-    } else {
-      updateRecent(id, { status: "canceled" });
-    }
+    const job = await apiFetch(API.cancel(id), { method: "POST" });
+    if (job && job.status) updateRecent(id, { status: job.status });
+    if (!current) setTimeout(refreshRecent, 1500);
   } catch (error) {
-    const message = error.status === 405 || (error.status === 404 && error.code !== "job_not_found")
-      ? "Cancel is not available on this server."
-      : describeError(error);
-    if (error.status === 405 || (error.status === 404 && error.code !== "job_not_found")) {
+    const unsupported = error.status === 405 || (error.status === 404 && error.code !== "job_not_found");
+    if (unsupported) {
       state.cancelSupported = false;
       $("cancel-button").hidden = true;
       renderRecent();
+      showMessage(messageBox, "Cancel is not available on this server.", "warning");
+    } else if (error.status === 409) {
+      showMessage(messageBox, { title: "The job can no longer be canceled: it has already finished.", detail: "" }, "warning");
+    } else {
+      showMessage(messageBox, describeError(error), "warning");
     }
-    showMessage($("job-message"), message, "warning");
+  }
+  if (current) {
+    stopPolling();
+    state.pollDelay = 300;
+    poll();
   }
 }
 

@@ -60,25 +60,62 @@ def rasterize(
     *,
     depth: torch.Tensor | None = None,
     w: torch.Tensor | None = None,
+    barycentrics: bool = True,
 ) -> Rasterization:
     """Rasterise triangles into a ``height`` x ``width`` pixel grid.
 
     Args:
-        xy: (V, 2) float vertex positions in pixel units (see module docstring).
+        xy: (V, 2) float vertex positions in pixel units (see module docstring),
+            or (B, V, 2) to rasterise the same faces in B views at once (all
+            outputs then get a leading B dimension).
         faces: (F, 3) int vertex indices; both windings are accepted.
-        depth: optional (V,) per-vertex depth (any monotone "distance"); when
-            given, the nearest face wins each pixel and the interpolated depth
-            is returned.  Without it, overlaps go to the lowest face id.
-        w: optional (V,) clip-space w of each vertex for perspective views;
-            barycentrics are then perspective-correct (depth is still
-            interpolated linearly in screen space, as NDC depth is).
+        depth: optional (V,) (or (B, V)) per-vertex depth, non-negative and
+            growing away from the camera; when given, the nearest face wins
+            each pixel and the interpolated depth is returned.  Without it,
+            overlaps go to the lowest face id.
+        w: optional (V,) (or (B, V)) clip-space w of each vertex for
+            perspective views; barycentrics are then perspective-correct (depth
+            is still interpolated linearly in screen space, as NDC depth is).
+        barycentrics: set False when only face ids are needed (``bary`` is
+            then empty and ``depth`` None).
     """
+    batched = xy.dim() == 3
+    if not batched:
+        xy = xy.unsqueeze(0)
+        depth = None if depth is None else depth.unsqueeze(0)
+        w = None if w is None else w.unsqueeze(0)
+    views, num_vertices = xy.shape[:2]
     device = xy.device
-    xy = xy.to(torch.float32)
     faces = faces.to(device=device, dtype=torch.int64)
-    num_pixels = height * width
-    best = torch.full((num_pixels,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
+    num_faces = len(faces)
+    # Flatten the views: face k of view b becomes face b * F + k over vertices b * V + i.
+    offsets = (torch.arange(views, device=device) * num_vertices).view(-1, 1, 1)
+    all_faces = (faces.unsqueeze(0) + offsets).reshape(-1, 3)  # (B*F, 3)
+    all_xy = xy.reshape(-1, 2).to(torch.float32)  # (B*V, 2)
+    all_depth = None if depth is None else depth.reshape(-1).to(torch.float32)
+    all_w = None if w is None else w.reshape(-1).to(torch.float32)
+    face_view = torch.arange(views, device=device).repeat_interleave(num_faces)  # (B*F,)
 
+    best = _resolve(all_xy, all_faces, face_view, all_depth, views, height, width)
+    empty = best == torch.iinfo(torch.int64).max
+    global_id = torch.where(empty, torch.full_like(best, -1), best & 0xFFFFFFFF).view(views, height, width)
+    if barycentrics:
+        result = _barycentrics(all_xy, all_faces, global_id, all_depth, all_w)
+    else:
+        result = Rasterization(face_id=global_id, bary=torch.empty(0, device=device))
+    result.face_id = torch.where(global_id >= 0, global_id % max(num_faces, 1), global_id)
+    if not batched:
+        result.face_id = result.face_id[0]
+        if barycentrics:
+            result.bary = result.bary[0]
+            result.depth = None if result.depth is None else result.depth[0]
+    return result
+
+
+def _resolve(xy, faces, face_view, depth, views, height, width) -> torch.Tensor:
+    """(B*H*W,) int64 packed key of the winning face per pixel (int64 max where empty)."""
+    device = xy.device
+    best = torch.full((views * height * width,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
     tri = xy[faces]  # (F, 3, 2)
     lo = torch.ceil(tri.amin(dim=1) - 0.5).to(torch.int64)  # first pixel whose centre can be inside
     hi = torch.floor(tri.amax(dim=1) - 0.5).to(torch.int64)  # last one
@@ -93,7 +130,7 @@ def rasterize(
 
     face_depth = None
     if depth is not None:
-        face_depth = depth.to(device=device, dtype=torch.float32)[faces]  # (F, 3)
+        face_depth = depth[faces]  # (F, 3)
 
     # Group triangles into chunks of bounded candidate count.
     live_counts = count[live]
@@ -121,8 +158,8 @@ def rasterize(
         b1 = _edge(t[:, 2, 0], t[:, 2, 1], t[:, 0, 0], t[:, 0, 1], px, py) / a
         b2 = 1.0 - b0 - b1
         inside = (b0 >= -1e-6) & (b1 >= -1e-6) & (b2 >= -1e-6)
-        pix = (py_i * width + px_i)[inside]
         fid = fids[owner[inside]]
+        pix = (face_view[fid] * height + py_i[inside]) * width + px_i[inside]
         if face_depth is not None:
             bary = torch.stack([b0, b1, b2], dim=1)[inside]  # (P', 3)
             z = (face_depth[fid] * bary).sum(1)
@@ -132,19 +169,16 @@ def rasterize(
         else:
             key = fid
         best.scatter_reduce_(0, pix, key, reduce="amin")
-
-    empty = best == torch.iinfo(torch.int64).max
-    face_id = torch.where(empty, torch.full_like(best, -1), best & 0xFFFFFFFF)  # (H*W,)
-    face_id = face_id.view(height, width)
-    return _barycentrics(xy, faces, face_id, depth, w, height, width)
+    return best
 
 
-def _barycentrics(xy, faces, face_id, depth, w, height, width) -> Rasterization:
-    """Recompute barycentrics (and depth) at the winning face of every pixel."""
+def _barycentrics(xy, faces, face_id, depth, w) -> Rasterization:
+    """Barycentrics (and depth) at the winning face of every pixel; ``face_id`` is (B, H, W)."""
     device = xy.device
+    views, height, width = face_id.shape
     mask = face_id >= 0
-    rows, cols = torch.nonzero(mask, as_tuple=True)
-    fid = face_id[rows, cols]
+    view, rows, cols = torch.nonzero(mask, as_tuple=True)
+    fid = face_id[view, rows, cols]
     t = xy[faces[fid]]  # (P, 3, 2)
     px = cols.to(torch.float32) + 0.5
     py = rows.to(torch.float32) + 0.5
@@ -155,15 +189,15 @@ def _barycentrics(xy, faces, face_id, depth, w, height, width) -> Rasterization:
     bary_screen = bary_screen / bary_screen.sum(1, keepdim=True)
     bary_out = bary_screen
     if w is not None:
-        inv_w = 1.0 / w.to(device=device, dtype=torch.float32)[faces[fid]]  # (P, 3)
+        inv_w = 1.0 / w[faces[fid]]  # (P, 3)
         weighted = bary_screen * inv_w
         bary_out = weighted / weighted.sum(1, keepdim=True)
-    bary = torch.zeros(height, width, 3, dtype=torch.float32, device=device)
-    bary[rows, cols] = bary_out
+    bary = torch.zeros(views, height, width, 3, dtype=torch.float32, device=device)
+    bary[view, rows, cols] = bary_out
     out_depth = None
     if depth is not None:
-        out_depth = torch.full((height, width), float("inf"), dtype=torch.float32, device=device)
-        out_depth[rows, cols] = (depth.to(device=device, dtype=torch.float32)[faces[fid]] * bary_screen).sum(1)
+        out_depth = torch.full((views, height, width), float("inf"), dtype=torch.float32, device=device)
+        out_depth[view, rows, cols] = (depth[faces[fid]] * bary_screen).sum(1)
     return Rasterization(face_id=face_id, bary=bary, depth=out_depth)
 
 

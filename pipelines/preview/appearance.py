@@ -37,7 +37,9 @@ class AppearanceConfig:
     flank_width: float = 0.35
     """|n_y| below which front and back colours blend."""
     head_search: tuple[float, float] = (0.08, 0.3)
-    """Rows (fractions of the person's height from the top) searched for the neck."""
+    """Band (fractions of the person's height from the top) in which a head ends."""
+    shoulder_ratio: float = 1.4
+    """A row this much wider than the head is taken as the shoulders."""
     hair_sample: float = 0.25
     """Top fraction of the head whose median colour fills the back of the head."""
 
@@ -90,9 +92,12 @@ def build_appearance(canvas_rgba: np.ndarray, config: AppearanceConfig = Appeara
 def neck_row(mask: np.ndarray, config: AppearanceConfig = AppearanceConfig()) -> tuple[int, int] | None:
     """(top row of the person, row of the neck) in the canvas, or None if no head is found.
 
-    The neck is the narrowest row, within the official face box's columns, in
-    the band of the person's height where a head ends for standing, sitting and
-    crouching people alike.
+    Widths are measured within the official face box's columns (the middle
+    third, where the head is assumed to be).  Going down from the top of the
+    head, the shoulders are the first row clearly wider than the head; the
+    neck is the narrowest row between the head's widest row and the shoulders.
+    Without clear shoulders, the narrowest row of the band where a head ends
+    (``head_search``) is taken.
     """
     size = mask.shape[0]
     rows = np.flatnonzero(mask.any(axis=1))
@@ -102,12 +107,17 @@ def neck_row(mask: np.ndarray, config: AppearanceConfig = AppearanceConfig()) ->
     height = bottom - top + 1
     lo = top + int(config.head_search[0] * height)
     hi = top + int(config.head_search[1] * height)
-    band = mask[lo:hi, size // 3 : 2 * size // 3]  # (h, S/3) face-box columns
-    if band.shape[0] < 2:
+    widths = mask[top:hi, size // 3 : 2 * size // 3].sum(axis=1).astype(np.float32)  # (hi - top,)
+    if widths.size < 4:
         return None
-    widths = band.sum(axis=1).astype(np.float32)
     widths = ndimage.uniform_filter1d(widths, 5)
-    return top, lo + int(np.argmin(widths))
+    head_rows = max(lo - top, 1)
+    head_peak = int(np.argmax(widths[:head_rows]))
+    wider = np.flatnonzero(widths[head_rows:] > config.shoulder_ratio * widths[head_peak])
+    if wider.size:
+        shoulders = head_rows + int(wider[0])
+        return top, top + head_peak + int(np.argmin(widths[head_peak:shoulders + 1]))
+    return top, lo + int(np.argmin(widths[head_rows:]))
 
 
 def _fill_back_of_head(

@@ -19,7 +19,8 @@ a body is built, as a union of round limbs:
    that ``F(x, y, z) = h(x, z) - |y|`` is a continuous signed field: positive
    inside the body, zero on its surface.  Marching cubes on ``F`` gives a
    closed, manifold triangle mesh whose front projection is the silhouette
-   (to sub-cell accuracy), and whose gradient gives smooth normals.
+   (to sub-cell accuracy).  Its flat-ish regions are over-tessellated, so it
+   is decimated by quadric edge collapse to ``max_faces``.
 4. The 64^3 occupancy of stage 1 is ``F > 0`` at the voxel centres.
 
 The body is symmetric about y = 0 (front and back mirror each other); the
@@ -37,6 +38,7 @@ from skimage.measure import marching_cubes
 from skimage.morphology import medial_axis
 
 from pipelines.base import GRID_RESOLUTION, PipelineInputError
+from pipelines.export.simplify import simplify_mesh
 from pipelines.geometry import TriangleMesh
 
 
@@ -52,6 +54,8 @@ class InflationConfig:
     """Gaussian blur (in cells) of the signed thickness field, against stair steps."""
     min_half_thickness: float = 1.0
     """Smallest half-thickness inside the silhouette, in cells (keeps thin parts closed)."""
+    max_faces: int = 30000
+    """Marching cubes over-tessellates a smooth body; it is decimated to this many faces."""
 
 
 @dataclass
@@ -92,7 +96,7 @@ def body_shape(alpha: np.ndarray, config: InflationConfig = InflationConfig()) -
         raise PipelineInputError("no_foreground", "the person is too small to be reconstructed")
 
     # 1. Medial axis: skeleton cells and their distance to the silhouette, in cells.
-    skeleton, distance = medial_axis(mask, return_distance=True)
+    skeleton, distance = medial_axis(mask, return_distance=True, rng=0)  # seeded tie-breaking
     rows, cols = np.nonzero(skeleton)
     radii = distance[rows, cols]
 
@@ -118,7 +122,7 @@ def body_shape(alpha: np.ndarray, config: InflationConfig = InflationConfig()) -
     return BodyShape(half_thickness=signed / res, mask=mask)
 
 
-def body_mesh(shape: BodyShape) -> tuple[TriangleMesh, np.ndarray]:
+def body_mesh(shape: BodyShape, max_faces: int = InflationConfig.max_faces) -> tuple[TriangleMesh, np.ndarray]:
     """Closed surface ``F = h(x, z) - |y| = 0`` by marching cubes.
 
     Returns the mesh (official frame, faces counter-clockwise from outside) and
@@ -137,20 +141,19 @@ def body_mesh(shape: BodyShape) -> tuple[TriangleMesh, np.ndarray]:
     volume[[0, -1], :, :] = -1.0  # guarantee a closed surface
     volume[:, [0, -1], :] = -1.0
     volume[:, :, [0, -1]] = -1.0
-    verts, faces, normals, _ = marching_cubes(volume, level=0.0, gradient_direction="descent")
+    verts, faces, _, _ = marching_cubes(volume, level=0.0, gradient_direction="descent")
     # index space -> world: x = (c + i + 0.5)/R - 0.5, y = (i - depth)/R, z = 0.5 - (row + 0.5)/R
     world = np.empty_like(verts, dtype=np.float32)
     world[:, 0] = (c0 + verts[:, 0] + 0.5) / res - 0.5
     world[:, 1] = (verts[:, 1] - depth_cells) / res
     world[:, 2] = 0.5 - (r1 - 1 - verts[:, 2] + 0.5) / res
     faces = np.asarray(faces, dtype=np.int64)
-    normals = np.asarray(normals, dtype=np.float32)
     mesh = TriangleMesh(vertices=world, faces=faces)
     if _signed_volume(mesh) < 0:  # make the winding counter-clockwise seen from outside
         mesh.faces = faces[:, ::-1].copy()
-    if np.einsum("ij,ij->", normals, world - world.mean(0)) < 0:
-        normals = -normals
-    return mesh, normals
+    if len(mesh.faces) > max_faces:
+        mesh = simplify_mesh(mesh, 1.0 - max_faces / len(mesh.faces))
+    return mesh, vertex_normals(mesh.vertices, mesh.faces)
 
 
 def occupancy_coords(shape: BodyShape, resolution: int = GRID_RESOLUTION) -> np.ndarray:

@@ -83,7 +83,7 @@ class PreviewMultiviewPipeline:
 
         # 3. inflate the silhouette into a closed body; occupancy
         shape = body_shape(canvas[..., 3], self.config.inflation)
-        mesh, normals = body_mesh(shape)
+        mesh, normals = body_mesh(shape, self.config.inflation.max_faces)
         coords = occupancy_coords(shape)
         appearance = build_appearance(canvas, self.config.appearance)
         clock.step("inflate", 3)

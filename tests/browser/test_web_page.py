@@ -51,6 +51,11 @@ def test_photo_to_model_shows_both_stages_and_the_glb(page, local_stack, sample_
 
     job_id = _job_id(page)
     page.wait_for_function(
+        "['running', 'succeeded'].includes(document.getElementById('job-status').textContent)",
+        timeout=JOB_TIMEOUT_MS,
+    )
+    page.screenshot(path=str(artifacts_dir / "progress.png"), full_page=True)
+    page.wait_for_function(
         "document.getElementById('job-status').textContent === 'succeeded'", timeout=JOB_TIMEOUT_MS
     )
     assert page.locator("#progress-bar").get_attribute("value") == "100"
@@ -194,3 +199,19 @@ def test_options_out_of_bounds_are_caught_before_upload(page, local_stack, sampl
     error.wait_for(state="visible")
     assert error.text_content() == f"Stage-1 steps: at most {maximum}."
     assert page.locator("#job-panel").is_hidden()
+
+
+def test_form_is_labelled_and_usable_from_the_keyboard(page, local_stack):
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select')]
+                 .filter(el => el.labels.length === 0).map(el => el.id)"""
+    )
+    assert unlabelled == []
+    focused: list[str] = []
+    while "SUMMARY" not in focused and len(focused) < 10:
+        page.keyboard.press("Tab")
+        focused.append(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+    assert "file-input" in focused and focused.index("file-input") < focused.index("SUMMARY"), focused
+    page.keyboard.press("Enter")  # opens the advanced options from the keyboard
+    assert page.locator("#advanced").evaluate("d => d.open") is True
+    assert page.locator("#opt-seed").get_attribute("min") == "0"

@@ -11,7 +11,8 @@ fraction of a second, unless the job's ``stage1_steps`` option names a fault:
 ``OOM_STEPS``         raises ``torch.cuda.OutOfMemoryError`` (as CUDA would)
 ``HANG_STEPS``        never returns (a stuck kernel; only a watchdog ends it)
 ``CRASH_STEPS``       kills its own process with SIGKILL (a segfault, say)
-``SLOW_STEPS``        takes ``SLOW_STEP_S`` per step, reporting progress each step
+``SLOW_STEPS``        ``SLOW_STEP_COUNT`` steps of ``SLOW_STEP_S``, reporting each one
+``LONG_STEPS``        the same with ``LONG_STEP_COUNT`` steps
 anything else         a few quick steps
 ====================  =========================================================
 """
@@ -32,7 +33,12 @@ OOM_STEPS = 101
 HANG_STEPS = 102
 CRASH_STEPS = 103
 SLOW_STEPS = 104
+LONG_STEPS = 105
 SLOW_STEP_S = 0.1
+SLOW_STEP_COUNT = 20
+"""A slow job runs about two seconds, reporting progress (a checkpoint) every step."""
+LONG_STEP_COUNT = 150
+"""A long job runs about fifteen seconds."""
 VIEW_SIDE = 64
 """Views are small: these pipelines test the service, not the model."""
 
@@ -58,9 +64,9 @@ class FaultyStage1:
                 time.sleep(3600)
         if num_inference_steps == CRASH_STEPS:
             os.kill(os.getpid(), signal.SIGKILL)
-        total = num_inference_steps if num_inference_steps == SLOW_STEPS else 3
+        total = {SLOW_STEPS: SLOW_STEP_COUNT, LONG_STEPS: LONG_STEP_COUNT}.get(num_inference_steps, 3)
         for step in range(1, total + 1):
-            if num_inference_steps == SLOW_STEPS:
+            if total > 3:
                 time.sleep(SLOW_STEP_S)
             if callback is not None:
                 callback("stage1", step, total)

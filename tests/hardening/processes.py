@@ -178,3 +178,149 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class SeaweedS3:
+    """``weed mini`` with signature-checked S3 on loopback; stoppable and restartable on the same ports."""
+
+    ACCESS_KEY = "hardening"
+    SECRET_KEY = "hardening-secret"
+
+    def __init__(self, workdir: Path) -> None:
+        import json
+
+        self.dir = workdir / "seaweedfs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = self.dir / "s3.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "service",
+            "credentials": [{"accessKey": self.ACCESS_KEY, "secretKey": self.SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]}))
+        ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+        self.args = ["weed", "mini", f"-dir={self.dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                     "-master.telemetry=false", f"-s3.config={config}", "-admin.ui=false", "-webdav=false"]
+        for name, port in ports.items():
+            self.args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
+        self.endpoint = f"http://127.0.0.1:{ports['s3']}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> SeaweedS3:
+        import httpx
+
+        handle = (self.dir / "weed.log").open("ab")
+        self.proc = subprocess.Popen(self.args, stdout=handle, stderr=subprocess.STDOUT, cwd=self.dir,
+                                     stdin=subprocess.DEVNULL)
+        handle.close()
+        wait_until(lambda: httpx.get(self.endpoint, timeout=1).status_code in (200, 403), 90,
+                   "SeaweedFS S3", interval_s=0.3)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(15)
+        self.proc = None
+
+    def storage_env(self, bucket: str) -> dict[str, str]:
+        return {
+            "SYNCHUMAN_STORAGE__BACKEND": "s3",
+            "SYNCHUMAN_STORAGE__S3_ENDPOINT": self.endpoint,
+            "SYNCHUMAN_STORAGE__S3_BUCKET": bucket,
+            "SYNCHUMAN_STORAGE__S3_ACCESS_KEY": self.ACCESS_KEY,
+            "SYNCHUMAN_STORAGE__S3_SECRET_KEY": self.SECRET_KEY,
+        }
+
+
+FAULT_FACTORY = "tests.hardening.fault_pipelines:load_fault_pipelines"
+
+
+class Stack:
+    """Redis (AOF), one uvicorn API and any number of workers on the fault-injection pipelines."""
+
+    def __init__(self, workdir: Path, redis_server: RedisServer, **env: str) -> None:
+        self.workdir = workdir
+        self.redis = redis_server
+        self.prefix = f"h{free_port()}"
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}"
+        self.env = service_env(
+            redis_server.url, workdir / "storage",
+            SYNCHUMAN_REDIS__KEY_PREFIX=self.prefix,
+            SYNCHUMAN_STORAGE__PUBLIC_BASE_URL=self.api_url,
+            SYNCHUMAN_WORKER__PIPELINE_FACTORY=FAULT_FACTORY,
+            **env,
+        )
+        self.api: ServiceProcess | None = None
+        self.workers: list[ServiceProcess] = []
+        self._names = 0
+
+    def start_api(self) -> Stack:
+        import httpx
+
+        self.api = uvicorn_api(f"api-{self.prefix}", self.env, self.workdir, self.port).start()
+        wait_until(lambda: httpx.get(f"{self.api_url}/healthz", timeout=1).status_code == 200, 30, "the API")
+        return self
+
+    def start_worker(self, **env: str) -> ServiceProcess:
+        self._names += 1
+        worker = celery_worker(f"worker{self._names}-{self.prefix}", {**self.env, **env}, self.workdir).start()
+        self.workers.append(worker)
+        return worker
+
+    def wait_warm(self, count: int = 1, timeout_s: float = 90) -> None:
+        from shared.heartbeat import list_workers
+        from shared.job_store import JobKeys
+
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            wait_until(lambda: sum(w.is_warm for w in list_workers(client, JobKeys(self.prefix))) >= count,
+                       timeout_s, f"{count} warm worker(s)", interval_s=0.2)
+        finally:
+            client.close()
+
+    def submit(self, *, steps: int | None = None, token: str | None = None, expect: int = 202) -> str:
+        import json
+
+        import httpx
+
+        from tests.hardening.fault_pipelines import tiny_person_png
+
+        options = {"stage1_steps": steps} if steps is not None else {}
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = httpx.post(
+            f"{self.api_url}/v1/jobs", headers=headers, timeout=30,
+            files={"image": ("person.png", tiny_person_png(), "image/png")},
+            data={"options": json.dumps(options)},
+        )
+        assert response.status_code == expect, response.text
+        return response.json()["id"] if expect == 202 else ""
+
+    def record(self, job_id: str):
+        from shared.job_store import JobStore
+
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            return JobStore(client, prefix=self.prefix, retention_s=3600).get(job_id)
+        finally:
+            client.close()
+
+    def wait_status(self, job_id: str, statuses: set[str], timeout_s: float = 60):
+        def reached():
+            record = self.record(job_id)
+            return record if record.status.value in statuses else None
+
+        return wait_until(reached, timeout_s, f"job {job_id} to reach {sorted(statuses)}", interval_s=0.1)
+
+    def wait_terminal(self, job_id: str, timeout_s: float = 60):
+        return self.wait_status(job_id, {"succeeded", "failed", "canceled"}, timeout_s)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        if self.api is not None:
+            self.api.stop()
+
+    def logs(self) -> str:
+        parts = [f"--- {p.name} ---\n{p.output()[-4000:]}" for p in [self.api, *self.workers] if p is not None]
+        return "\n".join(parts)

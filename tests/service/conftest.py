@@ -30,7 +30,7 @@ FAST_OPTIONS = {"texture_size": 512, "simplify": 0.95}
 """Options that keep preview jobs short on a CPU-only test machine."""
 MAX_UPLOAD_BYTES = 3_000_000
 MAX_PIXELS = 4_000_000
-WEBHOOK_SECRET = "webhook-test-secret"
+WEBHOOK_SECRET = "whsec_d2ViaG9vay10ZXN0LXNlY3JldA=="
 
 
 def free_port() -> int:
@@ -230,8 +230,9 @@ def s3_stack(redis_url, s3_server, tmp_path_factory) -> Iterator[Stack]:
         "SYNCHUMAN_API__MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
         "SYNCHUMAN_API__MAX_PIXELS": str(MAX_PIXELS),
         "SYNCHUMAN_API__URL_FETCH_ALLOW_HOSTS": '["localhost"]',
-        "SYNCHUMAN_WORKER__WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "SYNCHUMAN_WORKER__WEBHOOK_MAX_RETRIES": "1",
+        "SYNCHUMAN_WEBHOOKS__SECRET": WEBHOOK_SECRET,
+        "SYNCHUMAN_WEBHOOKS__MAX_RETRIES": "1",
+        "SYNCHUMAN_WEBHOOKS__ALLOW_HOSTS": '["localhost"]',
     }
     env = service_env(redis_url, "e2e", storage=s3_storage_env(s3_server, "e2e-artifacts"), extra=limits)
     stack = Stack(env=env, logs=logs)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import json
 import subprocess
@@ -15,6 +13,7 @@ import httpx
 import pytest
 import trimesh
 
+from client.sdk import SyncHumanClient
 from conftest import FAST_OPTIONS, WEBHOOK_SECRET, wait_until
 from shared.storage.s3 import S3Storage
 
@@ -128,10 +127,11 @@ def test_each_read_mints_fresh_urls(s3_stack, finished_job):
 def test_finished_job_calls_its_webhook_signed(finished_job, web_server):
     job, _ = finished_job
     [(headers, body)] = wait_until(lambda: web_server.hooks, 30, "the webhook call")
-    payload = json.loads(body)
+    payload = SyncHumanClient.verify_webhook(headers, body, WEBHOOK_SECRET)
     assert payload["id"] == job["id"] and payload["status"] == "succeeded"
-    expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert headers["x-synchuman-signature"] == expected
+    assert headers["webhook-id"]
+    with pytest.raises(ValueError):
+        SyncHumanClient.verify_webhook(headers, body.replace(b"succeeded", b"failed"), WEBHOOK_SECRET)
 
 
 def test_cli_reads_status_and_downloads(s3_stack, finished_job, tmp_path):

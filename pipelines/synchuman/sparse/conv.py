@@ -5,6 +5,7 @@ only at the occupied cells and only sums over occupied neighbours.  Weights are
 stored as spconv 2.x keeps them, ``[out, kx, ky, kz, in]`` ("KRSC"), with the
 kernel axes following the coordinate columns (x, y, z); the official checkpoints
 load unchanged into :class:`SparseConv3d` (``<name>.conv.weight``, ``.conv.bias``).
+A 1x1x1 kernel follows spconv's own shortcut for that case (see ``forward``).
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ class SparseConv3d(nn.Module):
         weight = self.conv.weight.to(feats.dtype)
         k = self.kernel_size
         if k == 1:
-            out = feats @ weight.reshape(self.out_channels, self.in_channels).t()
+            # spconv evaluates a 1x1x1 kernel as ``feats @ weight.view(in, out)``: the stored
+            # [out, 1, 1, 1, in] memory read as an (in, out) matrix, not its transpose.  The
+            # checkpoints were trained through that path, so it is reproduced exactly.
+            out = feats @ weight.contiguous().view(self.in_channels, self.out_channels)
         else:
             neighbours = neighbour_map(x, k)  # (K, N)
             # (out, kx, ky, kz, in) -> (K, in, out)

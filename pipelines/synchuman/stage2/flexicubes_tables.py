@@ -39,7 +39,12 @@ def _diagonal(a: int, b: int) -> bool:
 
 
 def patches(case: int) -> list[list[int]]:
-    """Cut-edge groups of one case, each sorted, groups ordered by their smallest edge."""
+    """Cut-edge groups of one case, each sorted by edge id.
+
+    Groups are listed by the lowest corner they cut off: an inside corner when at
+    most 4 corners are inside, else an outside corner (the order of dual vertices
+    in the output follows it).
+    """
     inside = [(case >> j) & 1 for j in range(8)]
     cut = [e for e, (a, b) in enumerate(CUBE_EDGES) if inside[a] != inside[b]]
     parent = {e: e for e in cut}
@@ -62,7 +67,12 @@ def patches(case: int) -> list[list[int]]:
     groups: dict[int, list[int]] = {}
     for e in cut:
         groups.setdefault(find(e), []).append(e)
-    return sorted(sorted(g) for g in groups.values())
+    side = 1 if sum(inside) <= 4 else 0
+
+    def lowest_corner(group: list[int]) -> int:
+        return min(j for e in group for j in CUBE_EDGES[e] if inside[j] == side)
+
+    return sorted((sorted(g) for g in groups.values()), key=lowest_corner)
 
 
 def _check_entry(case: int) -> list[int]:

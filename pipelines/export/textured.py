@@ -1,0 +1,153 @@
+"""The full export of a generated person: mesh + views (+ Gaussians) -> GLB and PLY.
+
+Steps (timed in ``MeshOutput.timings``, seconds):
+
+1. ``simplify``  quadric decimation removing ``simplify`` of the faces;
+2. ``holes``     removal of hidden inner parts and small-hole filling;
+3. ``uv``        xatlas parametrisation;
+4. ``observe``   the five stage-1 views (masked by their normal maps) and, when
+                 Gaussians are given, renders of them from cameras on a sphere;
+5. ``bake``      texture fitting (the progress callback ticks once per step)
+                 and inpainting outside the UV charts;
+6. ``encode``    GLB (y-up, PBR) and PLY (z-up, vertex colours from the texture).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.spatial import cKDTree
+
+from pipelines.base import MeshOutput, MultiviewOutput, ProgressCallback
+from pipelines.export.bake import BakeConfig, Observation, bake_texture
+from pipelines.export.cameras import canonical_cameras, sphere_cameras
+from pipelines.export.gltf import glb_bytes, ply_bytes
+from pipelines.export.holes import HoleFillConfig, remove_inner_faces
+from pipelines.export.simplify import simplify_mesh
+from pipelines.export.splat import GaussianTensors, SplatConfig, render_gaussians
+from pipelines.export.uv import unwrap_uv
+from pipelines.geometry import Gaussians, TriangleMesh
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Settings of the export; defaults follow the official model's export."""
+
+    hole_fill: HoleFillConfig | None = field(default_factory=HoleFillConfig)
+    """``None`` skips the inner-face removal and hole filling."""
+    bake: BakeConfig = field(default_factory=BakeConfig)
+    gaussian_views: int = 95
+    gaussian_resolution: int = 1024
+    gaussian_fov_degrees: float = 40.0
+    gaussian_alpha_threshold: float = 0.5
+    """Rendered pixels with at least this coverage are baked from (their colour divided by
+    the coverage; the official bake uses every non-black pixel of the premultiplied render)."""
+    splat: SplatConfig = field(default_factory=SplatConfig)
+    normal_mask_threshold: int = 230
+    """A stage-1 pixel shows the subject when any channel of its normal map is below this."""
+
+
+def _as_float_image(image: Image.Image, device: torch.device) -> torch.Tensor:
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0  # (H, W, 3)
+    return torch.from_numpy(array).to(device)
+
+
+def stage1_observations(views: MultiviewOutput, config: ExportConfig, device: torch.device) -> list[Observation]:
+    """The five stored stage-1 views with their foreground masks (views 2 and 3 mirrored as stored)."""
+    observations = []
+    for index, (color, normal) in enumerate(zip(views.colors, views.normals)):
+        if color.width != color.height:
+            raise ValueError(f"view {index} is not square: {color.size}")
+        camera = canonical_cameras(color.width)[index]
+        normal_u8 = torch.from_numpy(np.array(normal.convert("RGB").resize(color.size))).to(device)
+        mask = (normal_u8 < config.normal_mask_threshold).any(dim=-1)  # (H, W)
+        observations.append(Observation(camera=camera, image=_as_float_image(color, device), mask=mask))
+    return observations
+
+
+def gaussian_observations(gaussians: Gaussians, config: ExportConfig, device: torch.device) -> list[Observation]:
+    """Renders of the Gaussians from ``config.gaussian_views`` cameras on a sphere of radius 2."""
+    tensors = GaussianTensors.from_gaussians(gaussians, device)
+    observations = []
+    for camera in sphere_cameras(config.gaussian_views, config.gaussian_resolution, fov_degrees=config.gaussian_fov_degrees):
+        image, alpha = render_gaussians(tensors, camera, config=config.splat)
+        mask = alpha >= config.gaussian_alpha_threshold
+        # Renders are premultiplied on black: divide by coverage to get the surface colour.
+        image = (image / alpha.clamp(min=1e-6).unsqueeze(-1)).clamp(0.0, 1.0)
+        observations.append(Observation(camera=camera, image=image, mask=mask))
+    return observations
+
+
+def export_textured_mesh(
+    mesh: TriangleMesh,
+    views: MultiviewOutput,
+    *,
+    gaussians: Gaussians | None = None,
+    texture_size: int = 1024,
+    simplify: float = 0.7,
+    bake_steps: int | None = None,
+    callback: ProgressCallback | None = None,
+    device: str = "cpu",
+    config: ExportConfig | None = None,
+) -> MeshOutput:
+    """Simplify, clean, unwrap and texture ``mesh``; return the GLB and PLY.
+
+    ``mesh`` is in the official z-up frame.  ``bake_steps`` overrides the
+    number of texture optimisation steps (official: 1000).  ``callback("export",
+    step, total)`` is called after each bake step and may raise to cancel.
+    """
+    config = config or ExportConfig()
+    bake_config = config.bake if bake_steps is None else replace(config.bake, steps=bake_steps)
+    torch_device = torch.device(device)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, start: float) -> float:
+        if torch_device.type == "cuda":
+            torch.cuda.synchronize(torch_device)
+        now = time.perf_counter()
+        timings[name] = now - start
+        return now
+
+    start = time.perf_counter()
+    simplified = simplify_mesh(mesh, simplify) if simplify > 0 else mesh
+    start = timed("simplify", start)
+    cleaned = simplified
+    if config.hole_fill is not None:
+        cleaned = remove_inner_faces(simplified, config.hole_fill, device=torch_device)
+    start = timed("holes", start)
+    unwrapped, uvs = unwrap_uv(cleaned)
+    start = timed("uv", start)
+    observations = stage1_observations(views, config, torch_device)
+    if gaussians is not None and config.gaussian_views > 0:
+        observations += gaussian_observations(gaussians, config, torch_device)
+    start = timed("observe", start)
+    texture = bake_texture(
+        unwrapped.vertices,
+        unwrapped.faces,
+        uvs,
+        observations,
+        texture_size,
+        config=bake_config,
+        callback=callback,
+        device=torch_device,
+    )
+    start = timed("bake", start)
+
+    glb = glb_bytes(unwrapped, uvs, Image.fromarray(texture))
+    # PLY: the cleaned mesh (no seam duplicates), coloured from the texture.
+    texel = np.clip((np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], 1) * texture_size).astype(np.int64), 0, texture_size - 1)
+    unwrapped_colors = texture[texel[:, 1], texel[:, 0]].astype(np.float32) / 255.0  # (V', 3)
+    _, source = cKDTree(unwrapped.vertices).query(cleaned.vertices)
+    ply = ply_bytes(TriangleMesh(cleaned.vertices, cleaned.faces, unwrapped_colors[source]))
+    timed("encode", start)
+    return MeshOutput(
+        glb=glb,
+        mesh_ply=ply,
+        num_vertices=len(unwrapped.vertices),
+        num_faces=len(unwrapped.faces),
+        timings=timings,
+    )

@@ -1,0 +1,84 @@
+"""Keeping a decimated body closed and manifold.
+
+Quadric decimation of a thin part (a finger, the rim where front and back
+meet) sometimes collapses two sheets of the surface onto one edge: that edge
+then borders four faces instead of two, and the mesh is no longer a valid
+closed manifold even though it has no hole.  The repair here separates the
+sheets again: at every vertex of such an edge, the incident faces are grouped
+into fans linked by ordinary two-face edges, and each fan after the first gets
+its own copy of the vertex.  Positions are unchanged (the sheets still touch),
+but every edge then borders exactly two faces, each sheet on its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipelines.geometry import TriangleMesh
+
+
+def edge_face_counts(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique undirected edges (E, 2) and how many faces border each (E,)."""
+    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)  # (3F, 2)
+    unique, counts = np.unique(edges, axis=0, return_counts=True)
+    return unique, counts
+
+
+def is_closed_manifold(mesh: TriangleMesh) -> bool:
+    """True when every edge borders exactly two faces."""
+    _, counts = edge_face_counts(mesh.faces)
+    return bool(len(counts)) and bool((counts == 2).all())
+
+
+def split_pinched_edges(mesh: TriangleMesh) -> TriangleMesh:
+    """Give each sheet meeting at an over-shared edge its own vertices (see module docstring)."""
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    unique, counts = edge_face_counts(faces)
+    bad_edges = unique[counts > 2]
+    if len(bad_edges) == 0:
+        return mesh
+    manifold = {tuple(e) for e in unique[counts == 2].tolist()}
+    vertices = [np.asarray(mesh.vertices)]
+    colors = None if mesh.vertex_colors is None else [np.asarray(mesh.vertex_colors)]
+    faces = faces.copy()
+    next_index = len(mesh.vertices)
+    for vertex in np.unique(bad_edges):
+        incident = np.flatnonzero((faces == vertex).any(axis=1))
+        fans = _fans_around(int(vertex), incident, faces, manifold)
+        for fan in fans[1:]:
+            rows = np.asarray(fan)
+            faces[rows] = np.where(faces[rows] == vertex, next_index, faces[rows])
+            vertices.append(np.asarray(mesh.vertices)[vertex : vertex + 1])
+            if colors is not None:
+                colors.append(np.asarray(mesh.vertex_colors)[vertex : vertex + 1])
+            next_index += 1
+    return TriangleMesh(
+        vertices=np.concatenate(vertices).astype(np.float32),
+        faces=faces,
+        vertex_colors=None if colors is None else np.concatenate(colors).astype(np.float32),
+    )
+
+
+def _fans_around(vertex: int, incident: np.ndarray, faces: np.ndarray, manifold: set) -> list[list[int]]:
+    """Group the faces around ``vertex`` into fans joined by two-face edges through it."""
+    by_edge: dict[tuple[int, int], list[int]] = {}
+    for face in incident.tolist():
+        for other in faces[face].tolist():
+            if other != vertex:
+                key = (min(vertex, other), max(vertex, other))
+                by_edge.setdefault(key, []).append(face)
+    parent = {face: face for face in incident.tolist()}
+
+    def root(face: int) -> int:
+        while parent[face] != face:
+            parent[face] = parent[parent[face]]
+            face = parent[face]
+        return face
+
+    for key, linked in by_edge.items():
+        if key in manifold and len(linked) == 2:
+            parent[root(linked[0])] = root(linked[1])
+    fans: dict[int, list[int]] = {}
+    for face in incident.tolist():
+        fans.setdefault(root(face), []).append(face)
+    return sorted(fans.values(), key=lambda fan: min(fan))

@@ -1,0 +1,85 @@
+"""Storage that rides out short outages: retries with exponential backoff.
+
+Wraps any backend.  Each operation is tried up to ``attempts`` times, sleeping
+``first_delay_s``, then twice that, ... (at most ``max_delay_s``, with jitter)
+between tries.  If the store is still unreachable the operation raises
+:class:`~shared.errors.StorageUnavailableError` (retryable), which the worker
+stores on the job: a job is never marked succeeded without its files.
+
+A missing object (``KeyError``) is an answer, not an outage: it is never
+retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from shared.errors import StorageUnavailableError
+from shared.settings import StorageRetrySettings
+from shared.storage.base import DownloadUrl, Storage
+
+log = logging.getLogger("synchuman.storage")
+
+T = TypeVar("T")
+
+NOT_RETRIED = (KeyError, ValueError, TypeError)
+"""Exceptions that describe the request, not the store's availability."""
+
+
+class RetryingStorage:
+    def __init__(
+        self,
+        inner: Storage,
+        retry: StorageRetrySettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.retry = retry
+        self._sleep = sleep
+
+    def __getattr__(self, name: str):
+        """Backend-specific extras (``ensure_bucket``, ``verify``, ``path_of``) pass straight through."""
+        return getattr(self.inner, name)
+
+    def _call(self, what: str, operation: Callable[[], T]) -> T:
+        delay = self.retry.first_delay_s
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                return operation()
+            except NOT_RETRIED:
+                raise
+            except Exception as exc:
+                if attempt == self.retry.attempts:
+                    log.warning("storage unavailable; giving up", extra={"op": what, "attempts": attempt,
+                                                                          "error": type(exc).__name__})
+                    raise StorageUnavailableError(
+                        f"the object store could not be reached ({what}, {attempt} attempts)"
+                    ) from exc
+                log.info("storage error; retrying", extra={"op": what, "attempt": attempt, "error": type(exc).__name__})
+                self._sleep(min(delay, self.retry.max_delay_s) * random.uniform(0.8, 1.2))
+                delay *= 2
+        raise AssertionError("unreachable")  # attempts >= 1
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._call("put", lambda: self.inner.put_bytes(key, data, content_type))
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._call("get", lambda: self.inner.get_bytes(key))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return self._call("list", lambda: self.inner.list_keys(prefix))
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self._call("delete", lambda: self.inner.delete_prefix(prefix))
+
+    def download_url(self, key: str, ttl_s: int, *, now: float | None = None) -> DownloadUrl:
+        return self.inner.download_url(key, ttl_s, now=now)
+
+    def ping(self) -> None:
+        self.inner.ping()

@@ -1,0 +1,124 @@
+"""Faults a worker must survive, each with real processes.
+
+Redis (AOF on), uvicorn and Celery workers run as subprocesses; the workers
+load the fault-injection pipelines through the pipeline-factory hook, so a job
+asks for its fault with its ``stage1_steps`` option.  "Exactly once" is read
+from each record's history: one terminal event, never followed by another.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from shared.jobs import TERMINAL, JobStatus
+from tests.hardening.fault_pipelines import CRASH_STEPS, HANG_STEPS, LONG_STEPS, OOM_STEPS, SLOW_STEPS
+from tests.hardening.processes import RedisServer, Stack, wait_until
+from worker.watchdog import TIMEOUT_EXIT_CODE
+
+pytestmark = pytest.mark.slow
+
+VISIBILITY_S = 4
+
+
+def terminal_events(record) -> list[JobStatus]:
+    return [event.status for event in record.history if event.status in TERMINAL]
+
+
+@pytest.fixture(scope="module")
+def redis_aof(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis-aof"), aof=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def stack(redis_aof, tmp_path, request):
+    stack = Stack(tmp_path, redis_aof, SYNCHUMAN_WORKER__VISIBILITY_TIMEOUT_S=str(VISIBILITY_S),
+                  SYNCHUMAN_WORKER__MAX_ATTEMPTS="2").start_api()
+    yield stack
+    stack.stop()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print(stack.logs())
+
+
+def test_gpu_out_of_memory_fails_the_job_once_and_the_worker_keeps_serving(stack):
+    worker = stack.start_worker()
+    stack.wait_warm()
+    oom = stack.wait_terminal(stack.submit(steps=OOM_STEPS))
+    assert oom.status is JobStatus.failed, stack.logs()
+    assert oom.error.code == "gpu_out_of_memory" and oom.error.retryable is False
+    ok = stack.wait_terminal(stack.submit())
+    assert ok.status is JobStatus.succeeded and ok.worker_id == oom.worker_id and worker.alive()
+    time.sleep(VISIBILITY_S + 1.5)  # long enough for a redelivery, if there were one
+    again = stack.record(oom.id)
+    assert again.attempts == 1 and terminal_events(again) == [JobStatus.failed]
+
+
+def test_a_hung_stage_is_failed_with_timeout_and_the_worker_recycled(stack):
+    worker = stack.start_worker(SYNCHUMAN_WATCHDOG__STAGE1_S="2")
+    stack.wait_warm()
+    started = time.monotonic()
+    hung = stack.wait_terminal(stack.submit(steps=HANG_STEPS), timeout_s=30)
+    assert hung.status is JobStatus.failed and hung.error.code == "timeout", stack.logs()
+    assert hung.stage.value == "stage1" and 2 <= time.monotonic() - started < 20
+    assert worker.wait(20) == TIMEOUT_EXIT_CODE
+    stack.start_worker(SYNCHUMAN_WATCHDOG__STAGE1_S="2")  # what the supervisor does
+    ok = stack.wait_terminal(stack.submit(), timeout_s=60)
+    assert ok.status is JobStatus.succeeded, stack.logs()
+    time.sleep(VISIBILITY_S + 1.5)  # the hung job's message comes back and is dropped
+    again = stack.record(hung.id)
+    assert again.attempts == 1 and terminal_events(again) == [JobStatus.failed]
+
+
+def test_a_poison_job_is_failed_after_the_attempt_limit_and_the_queue_keeps_moving(stack):
+    poison = stack.submit(steps=CRASH_STEPS)
+    behind = stack.submit()
+    restarts = 0
+    stack.start_worker()
+
+    def supervise_until_done():
+        nonlocal restarts
+        if not stack.workers[-1].alive():
+            restarts += 1
+            stack.start_worker()
+        record = stack.record(poison)
+        return record if record.status.is_terminal and stack.record(behind).status.is_terminal else None
+
+    record = wait_until(supervise_until_done, 90, "the poison job to be given up", interval_s=0.2)
+    assert record.status is JobStatus.failed and record.error.code == "worker_lost", stack.logs()
+    assert record.attempts == 2 and restarts == 2
+    assert terminal_events(record) == [JobStatus.failed]
+    assert stack.record(behind).status is JobStatus.succeeded
+
+
+def test_jobs_survive_a_redis_restart_and_each_finishes_exactly_once(stack, redis_aof):
+    stack.start_worker()
+    stack.wait_warm()
+    jobs = [stack.submit(steps=SLOW_STEPS) for _ in range(4)]
+    stack.wait_status(jobs[0], {"running"}, timeout_s=30)
+    redis_aof.restart(down_s=1.0)  # SIGKILL: only what AOF fsynced survives
+    finals = [stack.wait_terminal(job, timeout_s=90) for job in jobs]
+    assert [f.status for f in finals] == [JobStatus.succeeded] * 4, stack.logs()
+    for final in finals:
+        assert terminal_events(final) == [JobStatus.succeeded]
+        assert set(final.outputs) >= {"stage2/output.glb", "results.zip"}
+
+
+def test_sigterm_mid_job_hands_the_job_to_another_worker(stack):
+    first = stack.start_worker()
+    stack.wait_warm(1)
+    job = stack.submit(steps=LONG_STEPS)
+    running = stack.wait_status(job, {"running"}, timeout_s=30)
+    stack.start_worker()
+    stack.wait_warm(2)
+    first.signal(signal.SIGTERM)
+    assert first.wait(20) == 0  # it stopped at the next step, well before the job's end
+    final = stack.wait_terminal(job, timeout_s=60)
+    assert final.status is JobStatus.succeeded, stack.logs()
+    assert final.worker_id != running.worker_id
+    assert terminal_events(final) == [JobStatus.succeeded]
+    assert [e.status for e in final.history].count(JobStatus.running) == 2
+    assert final.attempts == 1  # the released attempt does not count

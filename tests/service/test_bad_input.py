@@ -1,0 +1,162 @@
+"""Bad requests get a 4xx, a stable code and a clear message; nothing is stored, no job is created."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import httpx
+import pytest
+import redis
+from PIL import Image
+
+from conftest import MAX_PIXELS, MAX_UPLOAD_BYTES
+from shared.storage.s3 import S3Storage
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def nothing_created(s3_stack, s3_server, redis_url):
+    """Asserts after the test that no job record, queue entry or stored object appeared."""
+    client = redis.Redis.from_url(redis_url)
+    storage = S3Storage(
+        endpoint=s3_server.endpoint, public_endpoint=None, bucket="e2e-artifacts", region="us-east-1",
+        access_key=s3_server.access_key, secret_key=s3_server.secret_key,
+    )
+
+    def snapshot():
+        return (
+            sorted(client.scan_iter(match=f"{s3_stack.prefix}:job:*")),
+            client.zcard(f"{s3_stack.prefix}:queue"),
+            storage.list_keys("jobs/"),
+        )
+
+    before = snapshot()
+    yield
+    assert snapshot() == before
+    client.close()
+
+
+def submit(api_url: str, content: bytes | None = None, **data: str) -> httpx.Response:
+    files = {"image": ("upload.bin", content, "application/octet-stream")} if content is not None else None
+    return httpx.post(f"{api_url}/v1/jobs", files=files, data=data, timeout=30)
+
+
+def assert_error(response: httpx.Response, status: int, code: str, *words: str) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["retryable"] is False
+    for word in words:
+        assert word in error["message"]
+
+
+def test_create_job_rejects_non_image(s3_stack, nothing_created):
+    assert_error(submit(s3_stack.api_url, b"this is plain text, not a picture"), 422, "invalid_image", "not an image")
+
+
+def test_create_job_rejects_truncated_png(s3_stack, sample_photo, nothing_created):
+    data = sample_photo.read_bytes()
+    assert_error(submit(s3_stack.api_url, data[: len(data) // 2]), 422, "invalid_image", "truncated")
+
+
+def test_create_job_rejects_zero_bytes(s3_stack, nothing_created):
+    assert_error(submit(s3_stack.api_url, b""), 422, "empty_upload", "0 bytes")
+
+
+def test_create_job_rejects_upload_over_byte_cap(s3_stack, nothing_created):
+    too_big = b"\x89PNG\r\n\x1a\n" + b"\0" * MAX_UPLOAD_BYTES
+    assert_error(submit(s3_stack.api_url, too_big), 413, "payload_too_large", str(MAX_UPLOAD_BYTES))
+
+
+def test_create_job_rejects_decompression_bomb(s3_stack, nothing_created):
+    side = int(MAX_PIXELS**0.5) + 100
+    bomb = png_bytes(Image.new("L", (side, side)))
+    assert len(bomb) < 100_000, "a few KB that decode to millions of pixels"
+    assert_error(submit(s3_stack.api_url, bomb), 422, "image_too_large", f"{side}x{side}")
+
+
+def test_create_job_rejects_unsupported_format(s3_stack, nothing_created):
+    buf = io.BytesIO()
+    Image.new("RGB", (128, 128), "red").save(buf, format="GIF")
+    assert_error(submit(s3_stack.api_url, buf.getvalue()), 415, "unsupported_format", "GIF")
+
+
+def test_create_job_rejects_fully_transparent_image(s3_stack, nothing_created):
+    empty = png_bytes(Image.new("RGBA", (256, 256), (255, 0, 0, 0)))
+    assert_error(submit(s3_stack.api_url, empty), 422, "no_foreground", "transparent")
+
+
+def test_create_job_needs_exactly_one_image_source(s3_stack, sample_photo, nothing_created):
+    assert_error(submit(s3_stack.api_url), 400, "missing_image")
+    both = submit(s3_stack.api_url, sample_photo.read_bytes(), image_url="https://example.com/a.png")
+    assert_error(both, 400, "missing_image")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/photo.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/photo.png",
+        "http://[::1]/photo.png",
+        "http://0.0.0.0/photo.png",
+        "file:///etc/passwd",
+        "ftp://example.com/photo.png",
+    ],
+)
+def test_create_job_refuses_image_url_to_internal_addresses(s3_stack, url, nothing_created):
+    assert_error(submit(s3_stack.api_url, image_url=url), 422, "url_refused")
+
+
+def test_create_job_refuses_redirect_to_loopback(s3_stack, web_server, nothing_created):
+    # "localhost" is allowlisted in this stack; the redirect target 127.0.0.1 is not.
+    response = submit(s3_stack.api_url, image_url=web_server.url("/redirect-to-loopback"))
+    assert_error(response, 422, "url_refused", "127.0.0.1")
+
+
+def test_create_job_refuses_webhook_to_metadata_service(s3_stack, sample_photo, nothing_created):
+    response = submit(s3_stack.api_url, sample_photo.read_bytes(), webhook_url="http://169.254.169.254/hook")
+    assert_error(response, 422, "url_refused")
+
+
+def test_create_job_fetches_image_url_from_allowlisted_host(s3_stack, web_server):
+    response = submit(s3_stack.api_url, image_url=web_server.url("/photo.png"), options=json.dumps({"seed": 1}))
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    canceled = httpx.post(f"{s3_stack.api_url}/v1/jobs/{job_id}/cancel").json()
+    assert canceled["status"] in ("canceled", "running")
+
+
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        ({"stage1_steps": 0}, "stage1_steps"),
+        ({"stage2_steps": 1000}, "stage2_steps"),
+        ({"guidance_scale": -1}, "guidance_scale"),
+        ({"cfg_strength": 50}, "cfg_strength"),
+        ({"texture_size": 700}, "texture_size"),
+        ({"simplify": 1.0}, "simplify"),
+        ({"seed": -5}, "seed"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_create_job_rejects_options_out_of_bounds(s3_stack, sample_photo, options, field, nothing_created):
+    response = submit(s3_stack.api_url, sample_photo.read_bytes(), options=json.dumps(options))
+    assert_error(response, 422, "invalid_options", field)
+
+
+def test_create_job_rejects_options_that_are_not_json(s3_stack, sample_photo, nothing_created):
+    response = submit(s3_stack.api_url, sample_photo.read_bytes(), options="seed=4")
+    assert_error(response, 422, "invalid_options")
+
+
+def test_unknown_job_is_404(s3_stack):
+    for path in ("/v1/jobs/does-not-exist", "/v1/jobs/does-not-exist/result"):
+        assert_error(httpx.get(f"{s3_stack.api_url}{path}"), 404, "job_not_found")
+    assert_error(httpx.post(f"{s3_stack.api_url}/v1/jobs/does-not-exist/cancel"), 404, "job_not_found")

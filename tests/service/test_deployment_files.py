@@ -1,0 +1,89 @@
+"""docker-compose.yml and the Dockerfiles cannot be built here; check what can be checked.
+
+The compose file parses, every path and command it names exists, every worker
+reserves one GPU of its own, and the API image carries no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shared.queue import GPU_QUEUE, WEBHOOK_QUEUE
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def dockerfile_copies(path: Path) -> list[str]:
+    sources = []
+    for line in path.read_text().splitlines():
+        if line.startswith("COPY "):
+            sources.extend(shlex.split(line)[1:-1])
+    return sources
+
+
+def test_compose_services_and_their_build_files_exist(compose):
+    services = compose["services"]
+    assert {"redis", "s3", "api", "worker-gpu0"} <= set(services)
+    for name, service in services.items():
+        build = service.get("build")
+        if build:
+            assert (REPO / build["context"]).is_dir(), name
+            assert (REPO / build["context"] / build["dockerfile"]).is_file(), name
+    for dockerfile in ("Dockerfile.api", "Dockerfile.worker"):
+        for source in dockerfile_copies(REPO / dockerfile):
+            assert (REPO / source).exists(), f"{dockerfile} copies missing {source}"
+
+
+def test_redis_keeps_an_append_only_file(compose):
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+
+
+def test_compose_commands_name_real_modules_and_queues(compose):
+    for name, service in compose["services"].items():
+        command = service.get("command") or []
+        if command[:1] == ["uvicorn"]:
+            module, attr = command[1].split(":")
+            assert callable(getattr(importlib.import_module(module), attr)), name
+        if command[:1] == ["celery"]:
+            assert importlib.util.find_spec(command[command.index("-A") + 1]) is not None, name
+            queues = command[command.index("-Q") + 1].split(",")
+            assert set(queues) <= {GPU_QUEUE, WEBHOOK_QUEUE}, name
+    for dockerfile, start in (("Dockerfile.api", ["uvicorn", "api.app:create_app"]), ("Dockerfile.worker", ["celery", "-A", "worker.celery_app"])):
+        exec_form = re.search(r"^CMD (\[.*\])$", (REPO / dockerfile).read_text(), re.M).group(1)
+        assert json.loads(exec_form)[:len(start)] == start, dockerfile
+
+
+def test_each_gpu_worker_reserves_its_own_gpu_and_runs_solo(compose):
+    workers = {n: s for n, s in compose["services"].items() if n.startswith("worker-gpu")}
+    assert workers
+    devices = []
+    for name, service in workers.items():
+        [reservation] = service["deploy"]["resources"]["reservations"]["devices"]
+        assert reservation["capabilities"] == ["gpu"] and len(reservation["device_ids"]) == 1
+        devices.extend(reservation["device_ids"])
+        command = service["command"]
+        assert command[command.index("-P") + 1] == "solo" and command[command.index("-Q") + 1] == GPU_QUEUE
+        assert service["environment"]["CUDA_VISIBLE_DEVICES"] == "0"
+        assert service["environment"]["SYNCHUMAN_REDIS__URL"] == "redis://redis:6379/0"
+    assert len(devices) == len(set(devices)), "two workers reserve the same GPU"
+
+
+def test_api_image_carries_no_torch():
+    text = (REPO / "Dockerfile.api").read_text()
+    install_lines = [line for line in text.splitlines() if "pip install" in line]
+    assert install_lines and not any("torch" in line or "[worker" in line for line in install_lines)
+    assert "FROM python:" in text and "cuda" not in text.lower().split("from", 1)[1].splitlines()[0]
