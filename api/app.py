@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
+from api.body_limit import FORM_OVERHEAD_BYTES, BodySizeLimit
 from api.context import ApiContext
 from api.errors import install_error_handlers
 from api.security import authorize, install_hardening
@@ -45,6 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(authorize)],
     )
     install_error_handlers(app)
+    app.add_middleware(
+        BodySizeLimit,
+        max_body_bytes=settings.api.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        image_bytes=settings.api.max_upload_bytes,
+    )
     install_hardening(app, settings)
     app.include_router(jobs.router)
     app.include_router(lifecycle.router)

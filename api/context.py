@@ -55,7 +55,9 @@ class ApiContext:
         self.producer.close()
 
 
-def get_context(request: Request) -> ApiContext:
+async def get_context(request: Request) -> ApiContext:
+    # async on purpose: FastAPI runs plain ``def`` dependencies in a thread pool,
+    # which would cost a thread hand-off on every request.
     return request.app.state.context
 
 

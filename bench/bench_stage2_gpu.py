@@ -3,7 +3,12 @@
 Random weights at the published sizes (``make_random_weights_stage2``), a
 person-shaped occupancy of about 28 k cells, random DINOv2 inputs of the right
 shapes.  Prints seconds and peak allocated VRAM per part and in total.
-Usage: ``python bench/bench_stage2_gpu.py [--dtype float16]``.
+
+With ``--pipeline DIR`` it also writes the random checkpoint folder to DIR (about
+3 GB), loads it through ``SyncHumanStage2Pipeline.from_pretrained`` (strict
+keys at the published sizes) with a random DINOv2 ViT-L/14, and times
+``decode`` end to end (conditioning, 25 flow steps, both decoders, mesh).
+Usage: ``python -m bench.bench_stage2_gpu [--dtype float16] [--pipeline /tmp/SecondStage]``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--pipeline", type=str, default=None, help="also time decode() from a written checkpoint here")
     args = parser.parse_args()
     device = torch.device("cuda")
     dtype = getattr(torch, args.dtype)
@@ -77,6 +83,43 @@ def main() -> None:
     print(f"gaussians {params._xyz.shape[0]}  fine cells {fine.coords.shape[0]}  "
           f"mesh vertices {extraction.vertices.shape[0]} faces {extraction.faces.shape[0]}")
     print(f"TOTAL flow + decoders        {total:8.3f} s   peak {peak:6.2f} GiB  (target <= 6 s, <= 12 GB)")
+    if args.pipeline:
+        del flow, gs, mesh, params, fine, extraction, mv_color, mv_normal
+        torch.cuda.empty_cache()
+        bench_pipeline(args.pipeline, coords.cpu().numpy())
+
+
+def bench_pipeline(folder: str, coords) -> None:
+    """Write, load and run the whole stage-2 decode on synthetic views."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from bench.make_random_weights_stage2 import write_second_stage
+    from pipelines.base import MultiviewOutput
+    from pipelines.synchuman.dinov2 import DinoV2
+    from pipelines.synchuman.stage2.pipeline import SyncHumanStage2Pipeline
+
+    start = time.perf_counter()
+    write_second_stage(folder)
+    print(f"wrote random SecondStage in {time.perf_counter() - start:.1f} s", flush=True)
+    torch.manual_seed(0)
+    dinov2 = DinoV2()
+    for name, param in dinov2.named_parameters():
+        torch.nn.init.normal_(param, std=0.02)
+    start = time.perf_counter()
+    pipe = SyncHumanStage2Pipeline.from_pretrained(folder, dinov2=dinov2, device="cuda")
+    print(f"from_pretrained {time.perf_counter() - start:.1f} s", flush=True)
+    source = Image.new("RGBA", (512, 768), (0, 0, 0, 0))
+    ImageDraw.Draw(source).ellipse((156, 40, 356, 730), fill=(200, 150, 120, 255))
+    rng = np.random.default_rng(0)
+    views = [Image.fromarray(rng.integers(0, 255, (768, 768, 3), dtype=np.uint8)) for _ in range(10)]
+    mv = MultiviewOutput(source=source, input_image=source, colors=views[:5], normals=views[5:], coords=coords)
+    results: dict = {}
+    timed("decode warm-up", lambda: pipe.decode(mv, generator=torch.Generator().manual_seed(0)), results)
+    decoded = timed("decode (end to end)", lambda: pipe.decode(mv, generator=torch.Generator().manual_seed(0)), results)
+    print("decode timings", {k: round(v, 3) for k, v in decoded.timings.items()})
+    print(f"mesh {decoded.mesh.vertices.shape[0]} vertices {decoded.mesh.faces.shape[0]} faces, "
+          f"{decoded.gaussians.xyz.shape[0]} gaussians")
 
 
 if __name__ == "__main__":

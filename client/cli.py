@@ -23,10 +23,13 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from client.keys import add_keys_parser
 from client.sdk import SyncHumanClient, SyncHumanError
 from client.stack import EmbeddedStack
 
 DEFAULT_URL = os.environ.get("SYNCHUMAN_URL", "http://127.0.0.1:8000")
+API_KEY = os.environ.get("SYNCHUMAN_API_KEY") or None
+"""Bearer key for services that require one (``synchuman keys create`` mints them)."""
 
 
 def _api_answers(url: str) -> bool:
@@ -84,7 +87,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"no such file: {args.photo}", file=sys.stderr)
         return 2
     if args.url or _api_answers(DEFAULT_URL):
-        with SyncHumanClient(args.url or DEFAULT_URL) as client:
+        with SyncHumanClient(args.url or DEFAULT_URL, API_KEY) as client:
             return _run_generate(client, args)
     print("no API answers; starting the embedded stack for this run ...", flush=True)
     with EmbeddedStack(args.state_dir, port=args.port) as stack, SyncHumanClient(stack.url) as client:
@@ -92,13 +95,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with SyncHumanClient(args.url or DEFAULT_URL) as client:
+    with SyncHumanClient(args.url or DEFAULT_URL, API_KEY) as client:
         print(json.dumps(client.get(args.job_id), indent=2))
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    with SyncHumanClient(args.url or DEFAULT_URL) as client:
+    with SyncHumanClient(args.url or DEFAULT_URL, API_KEY) as client:
         try:
             job = client.cancel(args.job_id)
         except SyncHumanError as exc:
@@ -110,7 +113,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    with SyncHumanClient(args.url or DEFAULT_URL) as client:
+    with SyncHumanClient(args.url or DEFAULT_URL, API_KEY) as client:
         for path in client.download(args.job_id, args.output, names=None if args.all else ("stage2/output.glb", "stage2/output_mesh.ply", "results.zip")):
             print(path)
     return 0
@@ -151,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("job_id")
     cancel.add_argument("--url")
     cancel.set_defaults(run=cmd_cancel)
+
+    add_keys_parser(sub)
     return parser
 
 

@@ -29,6 +29,7 @@ def add_keys_parser(sub: argparse._SubParsersAction) -> None:
     revoke.add_argument("key_id", help="the key's id (the part after shk_ in its token)")
     actions.add_parser("list", help="list keys (never their tokens)")
     keys.add_argument("--json", action="store_true", help="print JSON")
+    keys.set_defaults(run=run_keys_command)
 
 
 def _store() -> KeyStore:

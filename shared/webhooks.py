@@ -36,9 +36,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from pydantic import BaseModel
-
 from celery import Celery
+from pydantic import BaseModel
 
 from shared.errors import InvalidOptionsError
 from shared.job_store import JobKeys

@@ -29,7 +29,7 @@ import httpx
 import redis
 from celery import Celery
 
-from shared.errors import JobNotFoundError, ServiceError
+from shared.errors import JobNotFoundError, ServiceError, UrlRefusedError
 from shared.job_store import JobStore
 from shared.jobs import JobRecord
 from shared.job_view import job_body
@@ -106,8 +106,9 @@ def post_signed(url: str, body: bytes, msg_id: str, event: WebhookEvent, ctx: De
     settings = ctx.settings.webhooks
     try:
         target, address = resolve_allowed(url, settings.allow_hosts)
-    except ServiceError as exc:
-        return Outcome(None, f"{exc.code}: {exc.message}"[:MAX_ERROR_CHARS], retryable=exc.code != "url_refused")
+    except ServiceError as exc:  # refused: final; cannot resolve: maybe later
+        refused = isinstance(exc, UrlRefusedError)
+        return Outcome(None, f"{exc.code}: {exc.message}"[:MAX_ERROR_CHARS], retryable=not refused)
     parts = httpx.URL(url)
     pinned = parts.copy_with(host=str(address))
     headers = {

@@ -7,53 +7,16 @@
 // by this server from its own install (no CDN); without it the page still
 // offers the downloads.
 
-const API = {
-  jobs: "/v1/jobs",
-  job: (id) => `/v1/jobs/${encodeURIComponent(id)}`,
-  cancel: (id) => `/v1/jobs/${encodeURIComponent(id)}/cancel`,
-  info: "/info",
-  ready: "/readyz",
-};
+import { API, ERROR_WORDS, TERMINAL, apiFetch, apiKey, capitalise, describeError, onUnauthorized, saveApiKey } from "./api.js";
+import { $, showMessage } from "./dom.js";
+import { formatSeconds, formatTimings, toMillis } from "./format.js";
+import { applyOptionBounds, collectOptions, resetOptions, updateSimplifyLabel } from "./options.js";
+import { pipelineDescription, pipelineNames, setPipelineBadge } from "./pipeline.js";
+import { configureRecent, refreshRecent, rememberJob, renderRecent, saveRecent, updateRecent } from "./recent.js";
+
 const VIEWER_MODULE = "/ui/vendor/model-viewer.min.js";
-const RECENT_KEY = "synchuman.recentJobs";
-const RECENT_MAX = 20;
-const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
+
 const ACCEPTED_TYPES = ["image/png", "image/jpeg", "image/webp"];
-
-// Option defaults and bounds of the official model; /info replaces them when it answers.
-const FALLBACK_OPTIONS = {
-  seed: { default: 43, minimum: 0, maximum: 2 ** 31 - 1 },
-  stage1_steps: { default: 50, minimum: 1, maximum: 200 },
-  guidance_scale: { default: 3.0, minimum: 0, maximum: 20 },
-  stage2_steps: { default: 25, minimum: 1, maximum: 100 },
-  cfg_strength: { default: 5.0, minimum: 0, maximum: 20 },
-  texture_size: { default: 1024, minimum: 256, maximum: 2048, allowed: [512, 1024, 2048] },
-  simplify: { default: 0.7, minimum: 0, maximum: 0.98 },
-};
-
-// Error codes of the service, said in words.  The server's own message follows.
-const ERROR_WORDS = {
-  invalid_image: "That file is not an image the service can read.",
-  unsupported_format: "That image format is not supported: use PNG, JPEG or WebP.",
-  no_foreground: "No person was found in the photo. Use a photo of one person, or a PNG with a transparent background.",
-  segmenter_unavailable: "This server cannot cut a person out of an opaque photo: upload a PNG with a transparent background.",
-  empty_upload: "The file is empty.",
-  missing_image: "Choose a photo first.",
-  image_too_large: "The image has too many pixels.",
-  payload_too_large: "The file is too large.",
-  invalid_options: "One of the advanced options is out of range.",
-  invalid_input: "The request could not be used.",
-  invalid_request: "The request could not be used.",
-  queue_full: "The queue is full right now. Please try again in a minute.",
-  service_unavailable: "The service is busy or not ready. Please try again in a minute.",
-  rate_limited: "Too many requests. Please wait a moment and try again.",
-  job_not_found: "This job no longer exists (results are kept for a limited time).",
-  pipeline_error: "The model failed on this photo.",
-  worker_lost: "The worker running this job stopped repeatedly, so the job was given up.",
-  storage_error: "The results could not be stored.",
-  canceled: "The job was canceled.",
-  internal_error: "Something went wrong on the server.",
-};
 
 const STAGE_LABELS = {
   preprocess: "preparing the photo",
@@ -63,12 +26,9 @@ const STAGE_LABELS = {
   upload: "saving the results",
 };
 
-const $ = (id) => document.getElementById(id);
-
 const state = {
   file: null,
   photoUrl: null,
-  options: structuredClone(FALLBACK_OPTIONS),
   jobId: null,
   pollTimer: null,
   pollDelay: 500,
@@ -78,98 +38,6 @@ const state = {
   fileJobId: null,
   cancelSupported: true,
 };
-
-// ---------------------------------------------------------------- HTTP helpers
-
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-// The {code, message} of an error body, whatever envelope the server used.
-function errorFromBody(status, body) {
-  let err = body;
-  if (err && typeof err === "object" && err.error) err = err.error;
-  else if (err && typeof err === "object" && err.detail) err = err.detail;
-  if (Array.isArray(err)) {
-    const first = err[0] || {};
-    return new ApiError(status, "invalid_input", first.msg || "The request was refused.");
-  }
-  if (typeof err === "string") return new ApiError(status, defaultCode(status), err);
-  const code = (err && err.code) || defaultCode(status);
-  const message = (err && err.message) || `The server answered ${status}.`;
-  return new ApiError(status, code, message);
-}
-
-function defaultCode(status) {
-  if (status === 404) return "job_not_found";
-  if (status === 413) return "payload_too_large";
-  if (status === 415) return "unsupported_format";
-  if (status === 429) return "rate_limited";
-  if (status === 503) return "service_unavailable";
-  if (status >= 500) return "internal_error";
-  return "invalid_input";
-}
-
-async function apiFetch(url, init = {}) {
-  let response;
-  try {
-    response = await fetch(url, { headers: { Accept: "application/json" }, ...init });
-  } catch (networkError) {
-    throw new ApiError(0, "network", "The server could not be reached.");
-  }
-  const text = await response.text();
-  let body = null;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch {
-    body = text;
-  }
-  if (!response.ok) {
-    const error = errorFromBody(response.status, body);
-    error.body = body;
-    throw error;
-  }
-  return body;
-}
-
-// {title, detail} of an error: the code said in words, and the server's own message.
-function describeError(error) {
-  if (error.code === "network") return { title: error.message, detail: "" };
-  const words = ERROR_WORDS[error.code];
-  const detail = error.message && error.message !== words ? capitalise(error.message) : "";
-  if (words) return { title: words, detail };
-  return { title: detail || "Something went wrong.", detail: "" };
-}
-
-function capitalise(text) {
-  return text.charAt(0).toUpperCase() + text.slice(1);
-}
-
-// Shows ``text`` (a string, or {title, detail}) in a message element; a
-// transient one is cleared by the next good poll.
-function showMessage(element, text, kind = "error", transient = false) {
-  if (text && typeof text === "object") {
-    const title = document.createElement("strong");
-    title.textContent = text.title;
-    element.replaceChildren(title);
-    if (text.detail) {
-      const detail = document.createElement("span");
-      detail.className = "detail";
-      detail.textContent = text.detail;
-      element.append(detail);
-    }
-  } else {
-    element.textContent = text;
-  }
-  element.className = `message ${kind}`;
-  element.hidden = !text;
-  if (transient) element.dataset.transient = "1";
-  else delete element.dataset.transient;
-}
 
 // ---------------------------------------------------------------- outputs
 
@@ -196,121 +64,7 @@ function findOutput(outputs, suffix) {
   return null;
 }
 
-// ---------------------------------------------------------------- options
-
-function applyOptionBounds(info) {
-  const bounds = findOptionBounds(info);
-  if (bounds) {
-    for (const [name, b] of Object.entries(bounds)) {
-      if (state.options[name]) state.options[name] = { ...state.options[name], ...b };
-    }
-  }
-  for (const [name, b] of Object.entries(state.options)) {
-    const input = $(`opt-${name}`);
-    if (!input) continue;
-    if (name === "texture_size") {
-      input.replaceChildren(
-        ...(b.allowed || [512, 1024, 2048]).map((size) => new Option(`${size} px`, String(size))),
-      );
-    } else {
-      if (b.minimum != null) input.min = b.minimum;
-      if (b.maximum != null) input.max = b.maximum;
-    }
-    if (b.description) input.title = b.description;
-  }
-  resetOptions();
-}
-
-// /info nests the bounds somewhere: find the object whose "seed" has a default.
-function findOptionBounds(node, depth = 0) {
-  if (!node || typeof node !== "object" || depth > 4) return null;
-  if (node.seed && typeof node.seed === "object" && "default" in node.seed) return node;
-  for (const value of Object.values(node)) {
-    const found = findOptionBounds(value, depth + 1);
-    if (found) return found;
-  }
-  return null;
-}
-
-function resetOptions() {
-  for (const [name, b] of Object.entries(state.options)) {
-    const input = $(`opt-${name}`);
-    if (input && b.default != null) input.value = String(b.default);
-  }
-  if (state.options.simplify) {
-    const s = $("opt-simplify");
-    s.min = state.options.simplify.minimum ?? 0;
-    s.max = state.options.simplify.maximum ?? 0.98;
-  }
-  updateSimplifyLabel();
-}
-
-function updateSimplifyLabel() {
-  const value = Number($("opt-simplify").value);
-  $("simplify-value").textContent = `${Math.round(value * 100)}% of faces removed`;
-}
-
-// The options that differ from the defaults, checked against the bounds; null if none.
-function collectOptions() {
-  const chosen = {};
-  for (const [name, b] of Object.entries(state.options)) {
-    const input = $(`opt-${name}`);
-    if (!input || input.value === "") continue;
-    const value = Number(input.value);
-    const label = input.closest("label").firstChild.textContent.trim();
-    if (!Number.isFinite(value)) throw new Error(`${label}: not a number.`);
-    if (b.minimum != null && value < b.minimum) throw new Error(`${label}: at least ${b.minimum}.`);
-    if (b.maximum != null && value > b.maximum) throw new Error(`${label}: at most ${b.maximum}.`);
-    if (value !== Number(b.default)) chosen[name] = value;
-  }
-  return Object.keys(chosen).length ? chosen : null;
-}
-
-// ---------------------------------------------------------------- pipeline label
-
-function pipelineNames(info) {
-  const names = new Set();
-  const visit = (node, depth) => {
-    if (!node || depth > 4) return;
-    if (typeof node === "string") {
-      if (/^(preview|synchuman)$/i.test(node)) names.add(node.toLowerCase());
-      return;
-    }
-    if (Array.isArray(node)) return node.forEach((v) => visit(v, depth + 1));
-    if (typeof node === "object") {
-      for (const [key, value] of Object.entries(node)) {
-        if (/pipeline|name|workers?/i.test(key) || depth === 0) visit(value, depth + 1);
-      }
-    }
-  };
-  visit(info && (info.pipelines ?? info.pipeline ?? info.workers), 0);
-  return [...names];
-}
-
-function setPipelineBadge(name, detail = "") {
-  const badge = $("pipeline-badge");
-  if (name === "preview") {
-    badge.dataset.kind = "preview";
-    badge.textContent = "Preview pipeline · a fast CPU approximation, not SyncHuman";
-  } else if (name === "synchuman") {
-    badge.dataset.kind = "synchuman";
-    badge.textContent = "SyncHuman model";
-  } else {
-    badge.dataset.kind = "unknown";
-    badge.textContent = name ? `Pipeline: ${name}` : "Pipeline: no worker is ready yet";
-  }
-  if (detail) badge.title = detail;
-}
-
-function pipelineDescription(pipeline) {
-  if (!pipeline) return "";
-  const name = pipeline.name || "";
-  const label = name === "preview" ? "the preview pipeline (a CPU approximation, not SyncHuman)"
-    : name === "synchuman" ? "the SyncHuman model" : name;
-  const extras = [pipeline.version && `version ${pipeline.version}`, pipeline.device && `on ${pipeline.device}`]
-    .filter(Boolean).join(", ");
-  return `Made by ${label}${extras ? ` (${extras})` : ""}.`;
-}
+// ---------------------------------------------------------------- server info
 
 // Option bounds from /info; the pipeline name from /info, else from the
 // workers listed by /readyz (which answers 503 with the same body when no
@@ -332,6 +86,24 @@ async function loadInfo() {
     }
   }
   setPipelineBadge(names.join(" + "));
+}
+
+// ---------------------------------------------------------------- API key
+
+// Shows the API-key field (the server answered 401); the key lives in this tab only.
+function askForApiKey() {
+  const row = $("api-key-row");
+  if (!row.hidden) return;
+  row.hidden = false;
+  $("api-key").focus();
+}
+
+function setupApiKey() {
+  const input = $("api-key");
+  input.value = apiKey();
+  if (input.value) $("api-key-row").hidden = false;
+  input.addEventListener("input", () => saveApiKey(input.value.trim()));
+  onUnauthorized(askForApiKey);
 }
 
 // ---------------------------------------------------------------- photo input
@@ -363,7 +135,10 @@ function chooseFile(file) {
 function setupDropZone() {
   const zone = $("drop-zone");
   const input = $("file-input");
-  input.addEventListener("change", () => chooseFile(input.files[0]));
+  input.addEventListener("change", () => {
+    chooseFile(input.files[0]);
+    input.value = ""; // choosing the same file again still counts
+  });
   for (const type of ["dragenter", "dragover"]) {
     zone.addEventListener(type, (event) => {
       event.preventDefault();
@@ -375,6 +150,7 @@ function setupDropZone() {
   }
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
+    event.stopPropagation();
     const file = event.dataTransfer.files[0];
     if (file) chooseFile(file);
   });
@@ -383,6 +159,11 @@ function setupDropZone() {
   window.addEventListener("drop", (event) => {
     event.preventDefault();
     if (event.dataTransfer.files[0]) chooseFile(event.dataTransfer.files[0]);
+  });
+  // A photo pasted from the clipboard counts as chosen.
+  window.addEventListener("paste", (event) => {
+    const file = [...(event.clipboardData?.files || [])][0];
+    if (file) chooseFile(file);
   });
 }
 
@@ -483,31 +264,6 @@ function renderJobGone() {
   $("cancel-button").hidden = true;
   $("progress-text").textContent = "";
   showMessage($("job-message"), ERROR_WORDS.job_not_found);
-}
-
-function toMillis(value) {
-  if (value == null) return null;
-  if (typeof value === "number") return value > 1e12 ? value : value * 1000;
-  const parsed = Date.parse(value);
-  return Number.isNaN(parsed) ? null : parsed;
-}
-
-function formatSeconds(seconds) {
-  if (seconds == null || !Number.isFinite(seconds)) return "";
-  seconds = Math.max(0, Math.round(seconds));
-  if (seconds < 60) return `${seconds} s`;
-  const minutes = Math.floor(seconds / 60);
-  return `${minutes} min ${String(seconds % 60).padStart(2, "0")} s`;
-}
-
-// " (stage 1 4 s, stage 2 6 s)" from the per-stage timings, or "".
-function formatTimings(timings) {
-  if (!timings) return "";
-  const names = { stage1: "stage 1", stage2: "stage 2" };
-  const parts = Object.entries(names)
-    .filter(([key]) => typeof timings[key] === "number")
-    .map(([key, label]) => `${label} ${timings[key] < 10 ? `${timings[key].toFixed(1)} s` : formatSeconds(timings[key])}`);
-  return parts.length ? ` (${parts.join(", ")})` : "";
 }
 
 function renderJob(job) {
@@ -677,7 +433,7 @@ async function cancelJob(id) {
       renderRecent();
       showMessage(messageBox, "Cancel is not available on this server.", "warning");
     } else if (error.status === 409) {
-      showMessage(messageBox, { title: "The job can no longer be canceled: it has already finished.", detail: "" }, "warning");
+      showMessage(messageBox, { title: ERROR_WORDS.job_not_cancelable, detail: "" }, "warning");
     } else {
       showMessage(messageBox, describeError(error), "warning");
     }
@@ -689,95 +445,22 @@ async function cancelJob(id) {
   }
 }
 
-// ---------------------------------------------------------------- recent jobs
-
-function loadRecent() {
-  try {
-    const list = JSON.parse(localStorage.getItem(RECENT_KEY) || "[]");
-    return Array.isArray(list) ? list.filter((j) => j && typeof j.id === "string") : [];
-  } catch {
-    return [];
-  }
-}
-
-function saveRecent(list) {
-  try {
-    localStorage.setItem(RECENT_KEY, JSON.stringify(list.slice(0, RECENT_MAX)));
-  } catch {
-    // Private windows may refuse storage; the list is a convenience.
-  }
-}
-
-function rememberJob(entry) {
-  saveRecent([entry, ...loadRecent().filter((j) => j.id !== entry.id)]);
-  renderRecent();
-}
-
-function updateRecent(id, changes) {
-  const list = loadRecent();
-  const entry = list.find((j) => j.id === id);
-  if (!entry || Object.entries(changes).every(([k, v]) => entry[k] === v)) return;
-  Object.assign(entry, changes);
-  saveRecent(list);
-  renderRecent();
-}
-
-function renderRecent() {
-  const list = loadRecent();
-  $("recent-empty").hidden = list.length > 0;
-  $("clear-recent").hidden = list.length === 0;
-  $("recent-list").replaceChildren(...list.map((job) => {
-    const li = document.createElement("li");
-    li.dataset.jobId = job.id;
-    if (job.id === state.jobId) li.classList.add("current");
-    const open = document.createElement("button");
-    open.type = "button";
-    open.className = "recent-open";
-    const when = job.submittedAt ? new Date(job.submittedAt).toLocaleString() : "";
-    open.innerHTML = `<span class="recent-name"></span><span class="recent-when muted"></span>`;
-    open.querySelector(".recent-name").textContent = job.name || job.id;
-    open.querySelector(".recent-when").textContent = when;
-    open.setAttribute("aria-label", `Open job ${job.name || job.id}, ${job.status || "unknown"}`);
-    open.addEventListener("click", () => openJob(job.id));
-    const chip = document.createElement("span");
-    chip.className = "status-chip";
-    chip.dataset.status = job.status === "expired" ? "failed" : job.status || "queued";
-    chip.textContent = job.status || "unknown";
-    li.append(open, chip);
-    if (!TERMINAL.has(job.status) && job.status !== "expired" && state.cancelSupported) {
-      const cancel = document.createElement("button");
-      cancel.type = "button";
-      cancel.className = "secondary small";
-      cancel.textContent = "Cancel";
-      cancel.setAttribute("aria-label", `Cancel job ${job.name || job.id}`);
-      cancel.addEventListener("click", () => cancelJob(job.id));
-      li.append(cancel);
-    }
-    return li;
-  }));
-}
-
-// Refresh the statuses of unfinished jobs left from an earlier visit.
-async function refreshRecent() {
-  for (const job of loadRecent().filter((j) => !TERMINAL.has(j.status) && j.status !== "expired").slice(0, 10)) {
-    try {
-      const current = await apiFetch(API.job(job.id));
-      updateRecent(job.id, { status: current.status });
-    } catch (error) {
-      if (error.status === 404) updateRecent(job.id, { status: "expired" });
-    }
-  }
-}
-
 // ---------------------------------------------------------------- start
 
 function start() {
   state.viewerReady = loadViewer();
+  setupApiKey();
   setupDropZone();
   $("job-form").addEventListener("submit", submitJob);
   $("opt-simplify").addEventListener("input", updateSimplifyLabel);
   $("reset-options").addEventListener("click", resetOptions);
   $("cancel-button").addEventListener("click", () => state.jobId && cancelJob(state.jobId));
+  configureRecent({
+    currentJobId: () => state.jobId,
+    canCancel: () => state.cancelSupported,
+    open: (id) => openJob(id),
+    cancel: (id) => cancelJob(id),
+  });
   $("clear-recent").addEventListener("click", () => {
     saveRecent([]);
     renderRecent();

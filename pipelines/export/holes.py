@@ -81,11 +81,12 @@ def face_visibility(
         xy = torch.stack([p[0] for p in projected])  # (B, V, 2)
         depth = torch.stack([p[1] for p in projected])  # (B, V)
         raster = rasterize(xy, faces, resolution, resolution, depth=depth, barycentrics=False)
-        for view in range(len(batch)):
-            ids = raster.face_id[view]
-            visible = torch.zeros(len(faces), dtype=torch.bool, device=device)
-            visible[ids[ids >= 0]] = True
-            seen += visible
+        ids = raster.face_id.view(len(batch), -1)  # (B, H*W)
+        view = torch.arange(len(batch), device=device).unsqueeze(1).expand_as(ids)
+        hit = ids >= 0
+        visible = torch.zeros(len(batch), len(faces), dtype=torch.bool, device=device)
+        visible[view[hit], ids[hit]] = True  # (B, F): face seen in view
+        seen += visible.sum(dim=0)
     return (seen.float() / num_views).cpu().numpy()
 
 

@@ -32,7 +32,7 @@ class SplatConfig:
     kernel_size: float = 0.1
     """Screen-space dilation added to each 2D covariance, in pixels^2."""
     near: float = 0.2
-    chunk: int = 32
+    chunk: int = 64
     """Gaussians composited per tile per round."""
     sigma_extent: float = 3.0
     """Footprint radius in standard deviations."""

@@ -40,6 +40,8 @@ class AppearanceConfig:
     """Band (fractions of the person's height from the top) in which a head ends."""
     shoulder_ratio: float = 1.4
     """A row this much wider than the head is taken as the shoulders."""
+    min_head_rows: float = 0.03
+    """Shoulders are not looked for above this fraction of the person's height (hats, hair)."""
     hair_sample: float = 0.25
     """Top fraction of the head whose median colour fills the back of the head."""
 
@@ -89,59 +91,99 @@ def build_appearance(canvas_rgba: np.ndarray, config: AppearanceConfig = Appeara
     return Appearance(front=front_u8.astype(np.float32) / 255.0, back=back, config=config)
 
 
-def neck_row(mask: np.ndarray, config: AppearanceConfig = AppearanceConfig()) -> tuple[int, int] | None:
-    """(top row of the person, row of the neck) in the canvas, or None if no head is found.
+@dataclass(frozen=True)
+class HeadBox:
+    """Where the head is in the canvas (pixels): rows [top, bottom), columns [left, right)."""
 
-    Widths are measured within the official face box's columns (the middle
-    third, where the head is assumed to be).  Going down from the top of the
-    head, the shoulders are the first row clearly wider than the head; the
-    neck is the narrowest row between the head's widest row and the shoulders.
-    Without clear shoulders, the narrowest row of the band where a head ends
-    (``head_search``) is taken.
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+
+def find_head(mask: np.ndarray, config: AppearanceConfig = AppearanceConfig()) -> HeadBox | None:
+    """The head's box in the canvas, from the silhouette alone; None if there is no head.
+
+    Going down from the top of the person, we follow the run of silhouette
+    pixels under the crown.  It widens to the head's width, narrows at the
+    neck and widens again at the shoulders (the first row clearly wider than
+    the head a few rows higher, once the head is half as tall as wide).  The
+    neck is the narrowest row between the head's widest row and the
+    shoulders; without shoulders the head is taken as 1.3 times as tall as
+    wide.  A crouching person whose shoulders rise beside the head still
+    gets the head's own columns, since only the run under the crown counts.
     """
-    size = mask.shape[0]
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size < 8:
         return None
     top, bottom = int(rows[0]), int(rows[-1])
     height = bottom - top + 1
-    lo = top + int(config.head_search[0] * height)
-    hi = top + int(config.head_search[1] * height)
-    widths = mask[top:hi, size // 3 : 2 * size // 3].sum(axis=1).astype(np.float32)  # (hi - top,)
-    if widths.size < 4:
+    crown = int(round(np.flatnonzero(mask[top : top + 3].any(axis=0)).mean()))
+    last = min(top + int(config.head_search[1] * height), mask.shape[0])
+    widths, centres = [], []
+    started = np.flatnonzero(mask[top:last, crown])
+    if started.size == 0:
         return None
-    widths = ndimage.uniform_filter1d(widths, 5)
-    head_rows = max(lo - top, 1)
-    head_peak = int(np.argmax(widths[:head_rows]))
-    wider = np.flatnonzero(widths[head_rows:] > config.shoulder_ratio * widths[head_peak])
-    if wider.size:
-        shoulders = head_rows + int(wider[0])
-        return top, top + head_peak + int(np.argmin(widths[head_peak:shoulders + 1]))
-    return top, lo + int(np.argmin(widths[head_rows:]))
+    top += int(started[0])  # stray hairs may stand above the crown's column
+    for row in range(top, last):
+        line = mask[row]
+        if not line[crown]:
+            break
+        gaps_left = np.flatnonzero(~line[:crown])
+        gaps_right = np.flatnonzero(~line[crown:])
+        left = int(gaps_left[-1]) + 1 if gaps_left.size else 0  # first pixel of the run
+        right = crown + int(gaps_right[0]) if gaps_right.size else len(line)  # one past its end
+        widths.append(right - left)
+        centres.append((left + right) / 2)
+    if len(widths) < 4:
+        return None
+    widths_a = ndimage.median_filter(np.asarray(widths, dtype=np.float32), 5)  # (n,) keeps steps sharp
+    widest = np.maximum.accumulate(widths_a)  # (n,) widest row from the crown down to each row
+    shoulders = None
+    for offset, width in enumerate(widths_a.tolist()):
+        # Compare with the head as it was a few rows higher, so that shoulders rising
+        # gradually into the head's run do not drag the reference width along.
+        lag = max(3, int(0.15 * widest[offset]))
+        reference = float(widest[offset - lag]) if offset >= lag else 0.0
+        tall_enough = offset >= max(0.5 * widest[offset], config.min_head_rows * height)
+        if tall_enough and reference > 0 and width > config.shoulder_ratio * reference:
+            shoulders = offset
+            break
+    if shoulders is not None:
+        end = shoulders - max(3, int(0.15 * widest[shoulders]))
+        peak = int(np.argmax(widths_a[: end + 1]))
+        head_width = float(widths_a[peak])
+        neck = peak + int(np.argmin(widths_a[peak : shoulders + 1]))
+        neck = int(np.clip(neck, head_width, 1.5 * head_width))
+    else:
+        peak = int(np.argmax(widths_a))
+        head_width = float(widths_a[peak])
+        neck = min(int(1.3 * head_width), len(widths_a) - 1)
+    centre = centres[peak]
+    half = 0.6 * head_width
+    return HeadBox(top=top, bottom=top + neck, left=int(centre - half), right=int(np.ceil(centre + half)))
 
 
 def _fill_back_of_head(
     back: np.ndarray, front_u8: np.ndarray, mask: np.ndarray, config: AppearanceConfig
 ) -> np.ndarray:
-    found = neck_row(mask, config)
-    if found is None:
+    head = find_head(mask, config)
+    if head is None:
         return back
-    top, neck = found
     size = mask.shape[0]
-    head_rows = neck - top
-    sample_end = top + max(int(config.hair_sample * head_rows), 2)
-    sample = front_u8[top:sample_end][mask[top:sample_end]]  # (K, 3)
+    head_rows = head.bottom - head.top
+    sample_end = head.top + max(int(config.hair_sample * head_rows), 2)
+    region = mask[head.top : sample_end, head.left : head.right]
+    sample = front_u8[head.top : sample_end, head.left : head.right][region]  # (K, 3)
     if len(sample) == 0:
         return back
     hair = np.median(sample.astype(np.float32), axis=0) / 255.0 * config.back_darkening  # (3,)
-    # Weight 1 above the chin line, fading to 0 over a tenth of the head below the neck.
+    # Weight 1 inside the head box, fading out over a sixth of the head around its edges.
+    fade = max(head_rows / 6.0, 2.0)
     rows = np.arange(size, dtype=np.float32)
-    fade = max(head_rows * 0.15, 2.0)
-    weight = np.clip((neck + fade - rows) / (2.0 * fade), 0.0, 1.0)[:, None, None]  # (S, 1, 1)
-    columns = np.zeros((1, size, 1), dtype=np.float32)
-    columns[0, size // 3 : 2 * size // 3, 0] = 1.0  # the head lies in the face box's columns
-    columns = ndimage.gaussian_filter1d(columns, size / 96, axis=1)
-    weight = weight * columns
+    row_w = np.clip((head.bottom - rows) / fade + 0.5, 0.0, 1.0)  # (S,)
+    col_w = np.clip(np.minimum(rows - head.left, head.right - rows) / fade + 0.5, 0.0, 1.0)  # (S,)
+    weight = (row_w[:, None] * col_w[None, :])[..., None]  # (S, S, 1)
     return (1.0 - weight) * back + weight * hair[None, None, :]
 
 

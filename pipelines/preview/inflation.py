@@ -20,7 +20,8 @@ a body is built, as a union of round limbs:
    inside the body, zero on its surface.  Marching cubes on ``F`` gives a
    closed, manifold triangle mesh whose front projection is the silhouette
    (to sub-cell accuracy).  Its flat-ish regions are over-tessellated, so it
-   is decimated by quadric edge collapse to ``max_faces``.
+   is decimated by quadric edge collapse to ``max_faces`` (and kept closed
+   and manifold by ``topology.py``).
 4. The 64^3 occupancy of stage 1 is ``F > 0`` at the voxel centres.
 
 The body is symmetric about y = 0 (front and back mirror each other); the
@@ -40,6 +41,7 @@ from skimage.morphology import medial_axis
 from pipelines.base import GRID_RESOLUTION, PipelineInputError
 from pipelines.export.simplify import simplify_mesh
 from pipelines.geometry import TriangleMesh
+from pipelines.preview.topology import repair_closed_manifold
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ def body_mesh(shape: BodyShape, max_faces: int = InflationConfig.max_faces) -> t
     if _signed_volume(mesh) < 0:  # make the winding counter-clockwise seen from outside
         mesh.faces = faces[:, ::-1].copy()
     if len(mesh.faces) > max_faces:
-        mesh = simplify_mesh(mesh, 1.0 - max_faces / len(mesh.faces))
+        mesh = repair_closed_manifold(simplify_mesh(mesh, 1.0 - max_faces / len(mesh.faces)))
     return mesh, vertex_normals(mesh.vertices, mesh.faces)
 
 

@@ -5,7 +5,7 @@ Numbered steps, each reported through ``callback("stage2", step, 5)``:
 1. **body**: the closed body of stage 1 (rebuilt from ``input_image`` when the
    stage-1 output came from disk and carries no extras);
 2. **simplify**: quadric decimation removing the fraction ``simplify`` of faces
-   (``pipelines.export.simplify``);
+   (``pipelines.export.simplify``), then ``topology.py`` keeps it closed;
 3. **unwrap**: UV charts from xatlas (``pipelines.export.uv``);
 4. **bake**: every texel of a ``texture_size`` texture is located on the
    surface (``pipelines.export.raster``) and coloured by projection, with the
@@ -39,6 +39,7 @@ from pipelines.preview.appearance import Appearance
 from pipelines.preview.config import PreviewConfig
 from pipelines.preview.inflation import body_mesh, vertex_normals
 from pipelines.preview.stage1 import body_from_views
+from pipelines.preview.topology import repair_closed_manifold
 
 STAGE = "stage2"
 NUM_STEPS = 5
@@ -97,6 +98,7 @@ class PreviewMeshPipeline:
 
         # 2. simplify
         simple = simplify_mesh(TriangleMesh(vertices=mesh.vertices, faces=mesh.faces), float(simplify))
+        simple = repair_closed_manifold(simple)
         normals = vertex_normals(simple.vertices, simple.faces)  # (V, 3)
         simple.vertex_colors = appearance.colors(simple.vertices, normals)
         step("simplify", 2)

@@ -1,13 +1,18 @@
 """Keeping a decimated body closed and manifold.
 
 Quadric decimation of a thin part (a finger, the rim where front and back
-meet) sometimes collapses two sheets of the surface onto one edge: that edge
+meet) sometimes collapses two sheets of the surface onto each other: an edge
 then borders four faces instead of two, and the mesh is no longer a valid
-closed manifold even though it has no hole.  The repair here separates the
-sheets again: at every vertex of such an edge, the incident faces are grouped
-into fans linked by ordinary two-face edges, and each fan after the first gets
-its own copy of the vertex.  Positions are unchanged (the sheets still touch),
-but every edge then borders exactly two faces, each sheet on its own.
+closed manifold even though it has no hole.  :func:`repair_closed_manifold`
+undoes this in two moves:
+
+1. a triangle present twice with opposite windings is a flattened fold of zero
+   volume: both copies are removed;
+2. at every vertex of an edge still shared by more than two faces, the
+   incident faces are grouped into fans linked by ordinary two-face edges,
+   and each fan after the first gets its own copy of the vertex.  Positions
+   are unchanged (the sheets still touch), but every edge then borders exactly
+   two faces.
 """
 
 from __future__ import annotations
@@ -28,6 +33,31 @@ def is_closed_manifold(mesh: TriangleMesh) -> bool:
     """True when every edge borders exactly two faces."""
     _, counts = edge_face_counts(mesh.faces)
     return bool(len(counts)) and bool((counts == 2).all())
+
+
+def repair_closed_manifold(mesh: TriangleMesh) -> TriangleMesh:
+    """Remove flattened folds, separate touching sheets, drop unused vertices."""
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    _, counts = edge_face_counts(faces)
+    if (counts == 2).all():
+        return mesh
+    mesh = TriangleMesh(mesh.vertices, _without_folds(faces), mesh.vertex_colors)
+    mesh = split_pinched_edges(mesh)
+    used = np.unique(mesh.faces)  # (U,) sorted vertex ids still referenced
+    remap = np.full(len(mesh.vertices), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return TriangleMesh(
+        vertices=np.asarray(mesh.vertices)[used],
+        faces=remap[mesh.faces],
+        vertex_colors=None if mesh.vertex_colors is None else np.asarray(mesh.vertex_colors)[used],
+    )
+
+
+def _without_folds(faces: np.ndarray) -> np.ndarray:
+    """Drop every triangle whose vertex set appears more than once (opposite-wound copies)."""
+    keys = np.sort(faces, axis=1)  # (F, 3)
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    return faces[counts[inverse.ravel()] == 1]
 
 
 def split_pinched_edges(mesh: TriangleMesh) -> TriangleMesh:

@@ -34,6 +34,7 @@ class PresignerV4:
     region: str
     service: str = "s3"
     _day_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _stamp_cache: tuple[int, tuple[str, str, str]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.endpoint)
@@ -53,24 +54,32 @@ class PresignerV4:
             self._day_keys = {day: key}
         return key
 
-    def presign_get(self, bucket: str, key: str, expires_in: int, *, now: float | None = None) -> str:
-        """URL that GETs ``bucket/key`` until ``now + expires_in``."""
-        stamp = time.gmtime(time.time() if now is None else now)
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", stamp)
-        day = amz_date[:8]
-        scope = f"{day}/{self.region}/{self.service}/aws4_request"
-        path = f"{self._path_prefix}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+    def _stamp(self, now: float | None) -> tuple[str, str, str]:
+        """``(amz_date, scope, query prefix)`` of the current second (cached per second)."""
+        second = int(time.time() if now is None else now)
+        cached = self._stamp_cache
+        if cached is not None and cached[0] == second:
+            return cached[1]
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+        scope = f"{amz_date[:8]}/{self.region}/{self.service}/aws4_request"
         # Query parameters sorted by name, values percent-encoded (including '/').
-        query = (
+        prefix = (
             f"X-Amz-Algorithm={ALGORITHM}"
             f"&X-Amz-Credential={quote(f'{self.access_key}/{scope}', safe='~')}"
             f"&X-Amz-Date={amz_date}"
-            f"&X-Amz-Expires={int(expires_in)}"
-            f"&X-Amz-SignedHeaders=host"
         )
+        value = (amz_date, scope, prefix)
+        self._stamp_cache = (second, value)
+        return value
+
+    def presign_get(self, bucket: str, key: str, expires_in: int, *, now: float | None = None) -> str:
+        """URL that GETs ``bucket/key`` until ``now + expires_in``."""
+        amz_date, scope, prefix = self._stamp(now)
+        path = f"{self._path_prefix}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+        query = f"{prefix}&X-Amz-Expires={int(expires_in)}&X-Amz-SignedHeaders=host"
         canonical_request = f"GET\n{path}\n{query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
         string_to_sign = (
             f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
         )
-        signature = hmac.new(self.signing_key(day), string_to_sign.encode(), hashlib.sha256).hexdigest()
+        signature = hmac.new(self.signing_key(amz_date[:8]), string_to_sign.encode(), hashlib.sha256).hexdigest()
         return f"{self._base}{path}?{query}&X-Amz-Signature={signature}"

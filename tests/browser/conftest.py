@@ -46,6 +46,8 @@ class LocalStack:
     base_url: str
     redis_url: str
     workdir: Path
+    env: dict[str, str]
+    """The environment every process of the stack runs with."""
 
 
 def _unavailable(message: str) -> None:
@@ -84,6 +86,21 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
+def _start_api(port: int, env: dict[str, str], log) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
+    )
+
+
+def _ready(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     if shutil.which("redis-server") is None:
@@ -110,12 +127,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             stdout=logs["redis"], stderr=subprocess.STDOUT, cwd=workdir,
         )
         processes.append(redis)
-        api = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
-            stdout=logs["api"], stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
-        )
-        processes.append(api)
+        processes.append(_start_api(api_port, env, logs["api"]))
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo",
              "-Q", "gpu,webhooks", "--concurrency", "1", "--without-gossip", "--without-mingle",
@@ -124,14 +136,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         )
         processes.append(worker)
 
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
         try:
-            _wait_until(ready, STACK_START_TIMEOUT_S, "the local stack (/readyz)", processes)
+            _wait_until(lambda: _ready(base_url), STACK_START_TIMEOUT_S, "the local stack (/readyz)", processes)
         except (RuntimeError, TimeoutError) as exc:
             for log in logs.values():
                 log.flush()
@@ -139,7 +145,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
                 f"--- {name}.log\n" + (workdir / f"{name}.log").read_text(errors="replace")[-3000:] for name in logs
             )
             raise RuntimeError(f"{exc}\n{tails}") from None
-        yield LocalStack(base_url=base_url, redis_url=redis_url, workdir=workdir)
+        yield LocalStack(base_url=base_url, redis_url=redis_url, workdir=workdir, env=env)
     finally:
         for proc in reversed(processes):
             _stop(proc)
@@ -182,3 +188,32 @@ def page(browser, local_stack: LocalStack) -> Iterator[object]:
 def artifacts_dir() -> Path:
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS_DIR
+
+
+@dataclass
+class KeyedApi:
+    """A second API process of the same stack that requires an API key."""
+
+    base_url: str
+    token: str
+
+
+@pytest.fixture(scope="session")
+def keyed_api(local_stack: LocalStack) -> Iterator[KeyedApi]:
+    import redis
+
+    from shared.auth import KeyStore
+
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**local_stack.env, "SYNCHUMAN_AUTH__ENABLED": "true", "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": base_url}
+    with open(local_stack.workdir / "api-keyed.log", "wb") as log:
+        api = _start_api(port, env, log)
+        try:
+            _wait_until(lambda: _ready(base_url), STACK_START_TIMEOUT_S, "the keyed API (/readyz)", [api])
+            client = redis.Redis.from_url(local_stack.redis_url)
+            token = KeyStore(client, prefix=env.get("SYNCHUMAN_REDIS__KEY_PREFIX", "synchuman")).create("web page").token
+            client.close()
+            yield KeyedApi(base_url=base_url, token=token)
+        finally:
+            _stop(api)

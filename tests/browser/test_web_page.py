@@ -108,7 +108,8 @@ def test_photo_to_model_shows_both_stages_and_the_glb(page, local_stack, sample_
     entry = page.locator(f"#recent-list li[data-job-id='{job_id}']")
     assert entry.locator(".status-chip").text_content() == "succeeded"
     assert httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()["status"] == "succeeded"
-    assert [f for f in failures if not f.endswith("/info")] == []
+    assert failures == []
+    assert page.console_errors == []
 
 
 def test_recent_job_reopens_and_page_works_without_the_3d_viewer(page, local_stack, sample_photos, artifacts_dir):
@@ -215,3 +216,53 @@ def test_form_is_labelled_and_usable_from_the_keyboard(page, local_stack):
     page.keyboard.press("Enter")  # opens the advanced options from the keyboard
     assert page.locator("#advanced").evaluate("d => d.open") is True
     assert page.locator("#opt-seed").get_attribute("min") == "0"
+
+
+def test_page_asks_for_the_api_key_when_the_server_requires_one(browser, keyed_api, sample_photos):
+    context = browser.new_context(base_url=keyed_api.base_url)
+    try:
+        page = context.new_page()
+        page.goto("/ui")
+        assert page.locator("#api-key-row").is_hidden()
+        page.set_input_files("#file-input", str(sample_photos[0]))
+        page.click("#submit-button")
+        page.locator("#api-key-row").wait_for(state="visible")
+        assert "needs an API key" in page.locator("#form-error").text_content()
+        assert page.evaluate("document.activeElement.id") == "api-key"
+
+        page.fill("#api-key", keyed_api.token)
+        page.click("#submit-button")
+        job_id = _job_id(page)
+        page.wait_for_function(
+            "document.getElementById('job-status').textContent === 'succeeded'", timeout=JOB_TIMEOUT_MS
+        )
+        assert page.locator("#downloads a").count() == 3
+        headers = {"Authorization": f"Bearer {keyed_api.token}"}
+        assert httpx.get(f"{keyed_api.base_url}/v1/jobs/{job_id}", headers=headers).json()["status"] == "succeeded"
+        assert httpx.get(f"{keyed_api.base_url}/v1/jobs/{job_id}").status_code == 401
+    finally:
+        context.close()
+
+
+def test_failed_job_is_explained_with_its_code(page, local_stack, tmp_path, artifacts_dir):
+    # A transparent picture whose only visible pixel passes the upload checks but not the pipeline's.
+    speck = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
+    speck.putpixel((128, 128), (200, 120, 90, 255))
+    photo = tmp_path / "speck.png"
+    speck.save(photo)
+
+    page.set_input_files("#file-input", str(photo))
+    page.click("#submit-button")
+    job_id = _job_id(page)
+    page.wait_for_function(
+        "document.getElementById('job-status').textContent === 'failed'", timeout=JOB_TIMEOUT_MS
+    )
+    message = page.locator("#job-message")
+    assert message.locator("strong").text_content().startswith("Job failed: No person was found")
+    assert "(code no_foreground)" in message.text_content()
+    assert page.locator("#stages li.stopped").count() == 1
+    assert page.locator("#result-panel").is_hidden()
+    page.screenshot(path=str(artifacts_dir / "failed.png"), full_page=True)
+
+    job = httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed" and job["error"]["code"] == "no_foreground"

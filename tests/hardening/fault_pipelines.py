@@ -37,8 +37,8 @@ LONG_STEPS = 105
 SLOW_STEP_S = 0.1
 SLOW_STEP_COUNT = 20
 """A slow job runs about two seconds, reporting progress (a checkpoint) every step."""
-LONG_STEP_COUNT = 150
-"""A long job runs about fifteen seconds."""
+LONG_STEP_COUNT = 30
+"""A long job runs about three seconds (under the fault tests' visibility timeout)."""
 VIEW_SIDE = 64
 """Views are small: these pipelines test the service, not the model."""
 
@@ -53,7 +53,12 @@ def _glb_and_ply() -> tuple[bytes, bytes, int, int]:
 
 
 class FaultyStage1:
+    def __init__(self, *, faults: bool = True) -> None:
+        self.faults = faults
+
     def __call__(self, image, *, generator=None, callback=None, num_inference_steps=50, guidance_scale=3.0):
+        if not self.faults:
+            num_inference_steps = 3
         if num_inference_steps == OOM_STEPS:
             import torch
 
@@ -93,6 +98,18 @@ def load_fault_pipelines(device: str = "cpu", **_: object) -> GenerationPipeline
         version="test",
         description="Test pipelines that fail on request; not a model.",
         stage1=FaultyStage1(),
+        stage2=FaultyStage2(),
+        device=device,
+    )
+
+
+def load_quick_pipelines(device: str = "cpu", **_: object) -> GenerationPipelines:
+    """The same tiny results, never a fault, whatever the options (for fuzzing)."""
+    return GenerationPipelines(
+        name="quick",
+        version="test",
+        description="Test pipelines that return a tiny result at once; not a model.",
+        stage1=FaultyStage1(faults=False),
         stage2=FaultyStage2(),
         device=device,
     )

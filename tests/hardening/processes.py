@@ -248,8 +248,7 @@ class Stack:
             redis_server.url, workdir / "storage",
             SYNCHUMAN_REDIS__KEY_PREFIX=self.prefix,
             SYNCHUMAN_STORAGE__PUBLIC_BASE_URL=self.api_url,
-            SYNCHUMAN_WORKER__PIPELINE_FACTORY=FAULT_FACTORY,
-            **env,
+            **{"SYNCHUMAN_WORKER__PIPELINE_FACTORY": FAULT_FACTORY, **env},
         )
         self.api: ServiceProcess | None = None
         self.workers: list[ServiceProcess] = []

@@ -108,14 +108,14 @@ def test_jobs_survive_a_redis_restart_and_each_finishes_exactly_once(stack, redi
 
 
 def test_sigterm_mid_job_hands_the_job_to_another_worker(stack):
-    first = stack.start_worker()
-    stack.wait_warm(1)
+    workers = [stack.start_worker(), stack.start_worker()]
+    stack.wait_warm(2)
     job = stack.submit(steps=LONG_STEPS)
     running = stack.wait_status(job, {"running"}, timeout_s=30)
-    stack.start_worker()
-    stack.wait_warm(2)
-    first.signal(signal.SIGTERM)
-    assert first.wait(20) == 0  # it stopped at the next step, well before the job's end
+    [busy] = [w for w in workers if f"-{w.pid}-" in running.worker_id]
+    busy.signal(signal.SIGTERM)
+    assert busy.wait(20) == 0  # it stopped at the next step, well before the job's end
+    assert stack.record(job).status is JobStatus.running  # released, not finished
     final = stack.wait_terminal(job, timeout_s=60)
     assert final.status is JobStatus.succeeded, stack.logs()
     assert final.worker_id != running.worker_id

@@ -119,7 +119,7 @@ def test_4xx_is_not_retried_but_5xx_and_429_are(stack, webhook_job, status: int,
             found = [d for d in deliveries(stack, webhook_job["id"]) if d["id"] == delivery_id]
             return found[0] if found and found[0]["state"] == "failed" else None
 
-        done = wait_until(finished, 30, f"the delivery answered {status} to give up")
+        wait_until(finished, 30, f"the delivery answered {status} to give up")
     finally:
         stack.receiver.statuses.pop("/hooks/all", None)
     time.sleep(1.5)  # longer than the first retry delay: a retry would have been logged by now

@@ -48,18 +48,22 @@ def _close(got: np.ndarray | torch.Tensor, ref: torch.Tensor, rel: float) -> boo
     return (got.float() - ref).abs().max().item() <= rel * max(1.0, ref.abs().max().item())
 
 
-@torch.no_grad()
-def test_conditions_match_reference(pipeline, views, golden):
-    conditions = pipeline.encode(views)
+@pytest.fixture(scope="module")
+def conditions(pipeline, views):
+    return pipeline.encode(views)
+
+
+def test_conditions_match_reference(conditions, golden):
     assert _close(conditions.cond, golden["cond"], 2e-3)
     assert _close(conditions.mv_color[:, :, ::4, ::4], golden["mv_features_img_stride4"], 2e-3)
     assert _close(conditions.mv_normal[:, :, ::4, ::4], golden["mv_features_normal_stride4"], 2e-3)
 
 
-def test_decode_matches_reference_run(pipeline, views, golden):
+def test_decode_matches_reference_run(pipeline, views, conditions, golden):
     steps = []
     decoded = pipeline.decode(
         views,
+        conditions=conditions,
         generator=torch.Generator().manual_seed(44),
         callback=lambda stage, step, total: steps.append((stage, step, total)),
         num_steps=3,

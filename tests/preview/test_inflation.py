@@ -7,7 +7,7 @@ import pytest
 import trimesh
 
 from pipelines.base import PipelineInputError
-from pipelines.preview.appearance import neck_row
+from pipelines.preview.appearance import find_head
 from pipelines.preview.inflation import InflationConfig, body_mesh, body_shape, occupancy_coords
 
 SIZE = 768
@@ -77,11 +77,24 @@ def test_empty_silhouette_is_refused():
     assert info.value.code == "no_foreground"
 
 
-def test_neck_is_found_between_head_and_shoulders():
-    # A head (disc) on a torso (rectangle): the neck is the narrow band between them.
-    alpha = np.maximum(_disc(70, (80, 384)), np.zeros((SIZE, SIZE), np.uint8))
+def test_head_is_found_above_the_neck():
+    # A head (disc) on a neck on a torso: the head box ends at the neck.
+    alpha = _disc(70, (80, 384))
     alpha[150:170, 360:408] = 255  # neck, 48 px wide
     alpha[170:768, 220:548] = 255  # torso
-    top, neck = neck_row(alpha > 0)
-    assert top == 10
-    assert 145 <= neck <= 172
+    head = find_head(alpha > 0)
+    assert head.top == 10
+    assert 145 <= head.bottom <= 172
+    assert head.left == pytest.approx(384 - 0.6 * 140, abs=6)
+    assert head.right == pytest.approx(384 + 0.6 * 140, abs=6)
+
+
+def test_head_beside_raised_shoulders_keeps_its_own_columns():
+    # A crouching pose: the shoulders rise to the head's height on both sides.
+    alpha = _disc(60, (70, 384))
+    alpha[60:768, 150:310] = 255  # left shoulder and arm, separated from the head
+    alpha[60:768, 458:618] = 255
+    alpha[140:768, 150:618] = 255  # the torso joins below the chin
+    head = find_head(alpha > 0)
+    assert head.left >= 300 and head.right <= 468
+    assert 120 <= head.bottom <= 150

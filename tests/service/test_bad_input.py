@@ -160,3 +160,29 @@ def test_unknown_job_is_404(s3_stack):
     for path in ("/v1/jobs/does-not-exist", "/v1/jobs/does-not-exist/result"):
         assert_error(httpx.get(f"{s3_stack.api_url}{path}"), 404, "job_not_found")
     assert_error(httpx.post(f"{s3_stack.api_url}/v1/jobs/does-not-exist/cancel"), 404, "job_not_found")
+
+
+def test_oversized_body_is_refused_before_it_is_read(s3_stack, nothing_created):
+    declared_huge = httpx.post(
+        f"{s3_stack.api_url}/v1/jobs",
+        content=b"x" * 1024,
+        headers={"Content-Type": "multipart/form-data; boundary=b", "Content-Length": str(10 * MAX_UPLOAD_BYTES)},
+    )
+    assert_error(declared_huge, 413, "payload_too_large")
+
+
+def test_oversized_chunked_upload_is_cut_off(s3_stack, nothing_created):
+    chunks_sent = 0
+
+    def body():
+        nonlocal chunks_sent
+        yield b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n\x89PNG\r\n\x1a\n"
+        for _ in range(4 * MAX_UPLOAD_BYTES // 65536):
+            chunks_sent += 1
+            yield b"\0" * 65536
+        yield b"\r\n--b--\r\n"
+
+    response = httpx.post(
+        f"{s3_stack.api_url}/v1/jobs", content=body(), headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert_error(response, 413, "payload_too_large")

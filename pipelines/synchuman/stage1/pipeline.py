@@ -35,15 +35,19 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from diffusers.models.embeddings import get_timestep_embedding
+from diffusers.models.resnet import ResnetBlock2D
 from PIL import Image
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from pipelines.base import VIEW_SIZE, MultiviewOutput, PipelineInputError, ProgressCallback
 from pipelines.preprocess import FACE_BOX, multiview_inputs, on_white
 from pipelines.synchuman.conditioning import trellis_condition, trellis_image
 from pipelines.synchuman.dinov2 import DinoV2
 from pipelines.synchuman.stage1.denoiser import CrossSpaceDenoiser
+from pipelines.synchuman.stage1.multiview_transformer import MultiviewTransformer2D
 from pipelines.synchuman.stage1.sampler import euler_step, flow_timesteps, guide
 from pipelines.synchuman.stage1.structure_decoder import StructureDecoder, occupied_coords
+from pipelines.synchuman.stage1.structure_dit import ModulatedCrossBlock
 
 try:  # transformers >= 5 names the Pillow backend explicitly
     from transformers import CLIPImageProcessorPil as CLIPImageProcessor
@@ -58,6 +62,13 @@ PROMPT_DIRS = ("fixed_prompt_embeds_7view", "prompt_embeds")
 """Where the prompt files are looked for: these folders in ``ckpt_dir``, then beside it."""
 RESCALE_T = 3.0
 STAGE = "stage1"
+ATTENTION_BACKENDS = {
+    "default": None,
+    "cudnn": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH],
+    "flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH],
+    "efficient": [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH],
+}
+"""Fused-attention kernel preferences for :meth:`SyncHumanStage1Pipeline.set_attention_backend`."""
 
 REQUIRED_FILES = {
     "pipeline config": ["pipeline_config.json"],
@@ -160,6 +171,28 @@ class SyncHumanStage1Pipeline:
         self.vae_decode_chunk = vae_decode_chunk
         self.device = denoiser.conv_in.weight.device
         self.dtype = denoiser.dtype
+        self._sdpa_backends: list[SDPBackend] | None = None
+
+    def set_attention_backend(self, name: str) -> None:
+        """Prefer one SDPA kernel family ("cudnn", "flash", "efficient") or torch's "default" choice."""
+        if name not in ATTENTION_BACKENDS:
+            raise ValueError(f"unknown attention backend {name!r}; choose from {sorted(ATTENTION_BACKENDS)}")
+        self._sdpa_backends = ATTENTION_BACKENDS[name]
+
+    def compile_blocks(self) -> None:
+        """``torch.compile`` the repeated blocks (regional compilation: identical blocks share code)."""
+        kinds = (ModulatedCrossBlock, MultiviewTransformer2D, ResnetBlock2D)
+        for module in self.denoiser.modules():
+            if isinstance(module, kinds):
+                module.compile()
+
+    @contextmanager
+    def _attention_kernels(self) -> Iterator[None]:
+        if self._sdpa_backends is None:
+            yield
+        else:
+            with sdpa_kernel(self._sdpa_backends, set_priority=True):
+                yield
 
     # -- loading -------------------------------------------------------------------------------------
 
@@ -227,6 +260,7 @@ class SyncHumanStage1Pipeline:
     @torch.no_grad()
     def encode_conditions(self, image: Image.Image) -> tuple[Stage1Conditions, Image.Image]:
         """Steps 1-2: the CFG-layout conditions and the 768^2 body canvas (RGBA)."""
+        trellis = trellis_image(image)  # first: it rejects images without an opaque person cheaply
         inputs = multiview_inputs(image)
         body, face = (torch.from_numpy(on_white(im)).permute(2, 0, 1) for im in (inputs.body, inputs.face))
         distinct = torch.stack([body, face])  # [2, 3, 768, 768] float32 on white
@@ -245,7 +279,6 @@ class SyncHumanStage1Pipeline:
         latents = self.vae.encode(vae_in).latent_dist.mode().float() * self.vae.config.scaling_factor
         latents = latents[index]  # [V, 4, h, w]
 
-        trellis = trellis_image(image)
         cond = trellis_condition(self.dinov2, [trellis])  # [1, 1374, D]
 
         prompts = self.prompt_embeds.to(self.device)
@@ -369,12 +402,12 @@ class SyncHumanStage1Pipeline:
         with _timed(timings, "conditions", self.device):
             conditions, canvas = self.encode_conditions(image)
         noise = latents if latents is not None else self.draw_noise(generator)
-        with _timed(timings, "sampling", self.device):
+        with _timed(timings, "sampling", self.device), self._attention_kernels():
             final, structure = self.sample(
                 conditions, noise, num_inference_steps=num_inference_steps,
                 guidance_scale=guidance_scale, callback=callback,
             )
-        with _timed(timings, "decode", self.device):
+        with _timed(timings, "decode", self.device), self._attention_kernels():
             decoded = self.decode_views(final)
             _, coords = self.decode_structure(structure)
             colours, normals = self.postprocess(decoded, conditions.views)

@@ -9,7 +9,6 @@ Gaussian starting from its own fixed ``offset_perturbation`` (stored buffer).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

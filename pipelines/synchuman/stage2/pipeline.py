@@ -172,9 +172,14 @@ class SyncHumanStage2Pipeline:
         cfg_strength: float | None = None,
         noise: torch.Tensor | None = None,
     ) -> SparseVoxels:
-        """Step 2: denormalised structured latent on ``coords`` (N, 4)."""
-        coords = torch.as_tensor(np.asarray(coords), dtype=torch.int32).to(self.device)
-        # Sort rows into the order the sparse ops keep (batch, x, y, z); outputs follow it.
+        """Step 2: denormalised structured latent on ``coords`` (N, 4) rows ``[0, x, y, z]``.
+
+        ``noise`` (N, 8) defaults to ``randn`` drawn from ``generator`` (on its device;
+        the CPU generator reproduces the reference's seeded draw).
+        """
+        if not isinstance(coords, torch.Tensor):
+            coords = torch.from_numpy(np.asarray(coords))
+        coords = coords.to(self.device, torch.int32)
         if noise is None:
             gen_device = generator.device if generator is not None else torch.device("cpu")
             noise = torch.randn(coords.shape[0], self.flow.config.in_channels, generator=generator, device=gen_device)
@@ -217,12 +222,14 @@ class SyncHumanStage2Pipeline:
         callback: ProgressCallback | None = None,
         num_steps: int = 25,
         cfg_strength: float = 5.0,
+        conditions: Stage2Conditions | None = None,
     ) -> Stage2Decoded:
-        """Steps 1-3; see the module docstring."""
+        """Steps 1-3; see the module docstring.  ``conditions`` skips step 1 when already computed."""
         self.check_inputs(views)
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        conditions = self.encode(views)
+        if conditions is None:
+            conditions = self.encode(views)
         timings["stage2_condition"] = time.perf_counter() - start
 
         start = time.perf_counter()

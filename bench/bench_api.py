@@ -1,0 +1,260 @@
+"""Throughput and latency of the API's hot paths, against real servers on this machine.
+
+    python bench/bench_api.py [--duration 10] [--connections 32] [--log-level WARNING]
+
+Starts redis-server and SeaweedFS on loopback, then one uvicorn worker pinned to
+CPU 0, and drives it with ``wrk`` pinned to CPU 1 (apt package ``wrk``).  No
+Celery worker consumes the queue: submissions go through the real Celery
+producer into Redis and stay queued, which is what the API pays for.
+
+Scenarios (each printed as requests/s, p50, p99 and error count):
+
+1. ``POST /v1/jobs`` with a 256x256 PNG upload, on the local backend and on S3;
+2. ``GET /v1/jobs/{id}`` of a succeeded job with all its artifact URLs (S3 backend);
+3. ``GET /v1/jobs/{id}`` of a queued job.
+
+Targets (issue 2): 1 >= 500/s with p99 <= 50 ms; 2 >= 1,000/s with p99 <= 20 ms;
+3 >= 5,000/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import redis
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from shared.job_store import JobStore  # noqa: E402
+from shared.jobs import JobRecord, JobStatus, new_job_id  # noqa: E402
+
+S3_KEY, S3_SECRET = "bench", "bench-secret"
+BOUNDARY = "benchboundary7d93a"
+ARTIFACTS = (
+    ["input.png", "results.zip", "stage2/output.glb", "stage2/output_mesh.ply", "stage1/input.png"]
+    + [f"stage1/color_{i}.png" for i in range(5)]
+    + [f"stage1/normal_{i}.png" for i in range(5)]
+    + ["stage1/latent.npz", "stage1/voxel.ply"]
+)
+
+
+@dataclass
+class Result:
+    name: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not come up within {timeout} s")
+
+
+def pinned(cpu: int, args: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *args] if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else args
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_for(lambda: redis.Redis.from_url(url).ping(), 10, "redis-server")
+    return process, url
+
+
+def start_seaweedfs(workdir: Path) -> tuple[subprocess.Popen, str]:
+    config = workdir / "s3.json"
+    config.write_text(json.dumps({"identities": [{"name": "bench", "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}], "actions": ["Admin", "Read", "Write", "List"]}]}))
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    args = ["weed", "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+            f"-s3.config={config}", "-admin.ui=false", "-webdav=false"]
+    for name, port in ports.items():
+        args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    wait_for(lambda: httpx.get(endpoint, timeout=1).status_code in (200, 403), 60, "SeaweedFS")
+    return process, endpoint
+
+
+def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**env, "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    args = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    process = subprocess.Popen(pinned(0, args), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 60, "uvicorn")
+    return process, url
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def person_png(size: int = 256) -> bytes:
+    """A 256x256 RGBA cut-out (a simple figure on transparency)."""
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((108, 20, 148, 64), fill=(220, 180, 150, 255))
+    draw.rectangle((96, 64, 160, 160), fill=(40, 90, 200, 255))
+    draw.rectangle((100, 160, 126, 240), fill=(50, 50, 60, 255))
+    draw.rectangle((130, 160, 156, 240), fill=(50, 50, 60, 255))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def multipart_body(png: bytes) -> bytes:
+    return (
+        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"person.png\"\r\n"
+        f"Content-Type: image/png\r\n\r\n"
+    ).encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def run_wrk(name: str, url: str, duration: float, connections: int, script: Path | None = None) -> Result:
+    args = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{int(duration)}s", "--latency", "--timeout", "5s"]
+    if script:
+        args += ["-s", str(script)]
+    out = subprocess.run(pinned(1, [*args, url]), capture_output=True, text=True, check=True).stdout
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)
+    return Result(
+        name=name,
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        p50_ms=latency("50"),
+        p99_ms=latency("99"),
+        errors=errors,
+        requests=int(re.search(r"(\d+) requests in", out).group(1)),
+    )
+
+
+def submit_script(workdir: Path, body: bytes) -> Path:
+    body_path = workdir / "body.bin"
+    body_path.write_bytes(body)
+    script = workdir / "submit.lua"
+    script.write_text(
+        f'local f = io.open("{body_path}", "rb")\n'
+        "wrk.method = \"POST\"\n"
+        f'wrk.headers["Content-Type"] = "multipart/form-data; boundary={BOUNDARY}"\n'
+        "wrk.body = f:read(\"*all\")\nf:close()\n"
+    )
+    return script
+
+
+def seed_jobs(redis_url: str, prefix: str) -> tuple[str, str]:
+    """One succeeded job with the full artifact set and one queued job, written through the job store."""
+    store = JobStore.from_url(redis_url, prefix=prefix, retention_s=3600)
+    done, queued = new_job_id(), new_job_id()
+    for job_id in (done, queued):
+        store.create(JobRecord(id=job_id, input_key=f"jobs/{job_id}/input.png", options={"seed": 43}))
+    store.transition(done, JobStatus.running, attempts=1, pipeline={"name": "preview", "version": "bench", "device": "cpu"})
+    outputs = {name: f"jobs/{done}/{name}" for name in ARTIFACTS}
+    timings = {"preprocess": 0.1, "stage1": 2.0, "stage2": 10.0, "export": 0.5, "upload": 0.2, "total": 12.8}
+    store.transition(done, JobStatus.succeeded, outputs=outputs, timings=timings)
+    return done, queued
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--log-level", default="WARNING", help="SYNCHUMAN_LOG_LEVEL of the API process")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is needed as the load generator: apt install wrk", file=sys.stderr)
+        return 2
+
+    processes: list[subprocess.Popen] = []
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        workdir = Path(tmp)
+        try:
+            redis_proc, redis_url = start_redis(workdir)
+            processes.append(redis_proc)
+            weed_proc, s3_endpoint = start_seaweedfs(workdir)
+            processes.append(weed_proc)
+            base_env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUMAN_")}
+            base_env.update({
+                "SYNCHUMAN_REDIS__URL": redis_url,
+                "SYNCHUMAN_LIMITS__MAX_QUEUE_LENGTH": "0",
+                "SYNCHUMAN_LOG_LEVEL": args.log_level,
+            })
+            backends = {
+                "local": {"SYNCHUMAN_STORAGE__BACKEND": "local", "SYNCHUMAN_STORAGE__LOCAL_DIR": str(workdir / "files")},
+                "s3": {"SYNCHUMAN_STORAGE__BACKEND": "s3", "SYNCHUMAN_STORAGE__S3_ENDPOINT": s3_endpoint,
+                       "SYNCHUMAN_STORAGE__S3_BUCKET": "bench", "SYNCHUMAN_STORAGE__S3_ACCESS_KEY": S3_KEY,
+                       "SYNCHUMAN_STORAGE__S3_SECRET_KEY": S3_SECRET},
+            }
+            script = submit_script(workdir, multipart_body(person_png()))
+            for backend, storage_env in backends.items():
+                prefix = f"bench-{backend}"
+                api_proc, api_url = start_api({**base_env, **storage_env, "SYNCHUMAN_REDIS__KEY_PREFIX": prefix})
+                processes.append(api_proc)
+                check = httpx.post(f"{api_url}/v1/jobs", files={"image": ("p.png", person_png(), "image/png")})
+                assert check.status_code == 202, check.text
+                run_wrk(f"warm-up ({backend})", f"{api_url}/v1/jobs", 2, 8, script)
+                results.append(run_wrk(f"POST /v1/jobs 256px PNG ({backend})", f"{api_url}/v1/jobs", args.duration, 16, script))
+                done, queued = seed_jobs(redis_url, prefix)
+                body = httpx.get(f"{api_url}/v1/jobs/{done}").json()
+                assert len(body["outputs"]) == len(ARTIFACTS), body
+                results.append(run_wrk(f"GET succeeded job, {len(ARTIFACTS)} URLs ({backend})", f"{api_url}/v1/jobs/{done}", args.duration, args.connections))
+                results.append(run_wrk(f"GET queued job ({backend})", f"{api_url}/v1/jobs/{queued}", args.duration, args.connections))
+                stop(api_proc)
+        finally:
+            for process in reversed(processes):
+                stop(process)
+
+    print(f"\n{'scenario':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'requests':>9}")
+    for r in results:
+        print(f"{r.name:<44} {r.requests_per_s:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} {r.requests:>9}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Time one SyncHuman stage-1 job (768^2, 50 steps) on a GPU and report peak memory.
+
+    python -m bench.bench_stage1_gpu --weights /tmp/synchuman-random [--make-weights] \
+        [--dtype float16] [--steps 50] [--attention cudnn] [--compile]
+
+With ``--make-weights`` missing weights are first written at the published
+sizes with random values (``bench/make_random_weights.py``).  The input is a
+synthetic RGBA figure unless ``--image`` is given.  One short warm-up job runs
+first; the timed job then reports seconds per phase, ms per sampling step and
+``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` (GiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from pipelines.synchuman.stage1 import SyncHumanStage1Pipeline
+
+GIB = 2**30
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def synthetic_person(size: tuple[int, int] = (576, 768)) -> Image.Image:
+    """A standing figure (head, torso, legs) on a transparent background."""
+    image = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    draw.ellipse((w * 0.4, h * 0.03, w * 0.6, h * 0.2), fill=(224, 180, 150, 255))
+    draw.rectangle((w * 0.3, h * 0.2, w * 0.7, h * 0.55), fill=(40, 90, 160, 255))
+    draw.rectangle((w * 0.33, h * 0.55, w * 0.48, h * 0.97), fill=(50, 50, 60, 255))
+    draw.rectangle((w * 0.52, h * 0.55, w * 0.67, h * 0.97), fill=(50, 50, 60, 255))
+    return image
+
+
+def run_job(pipe: SyncHumanStage1Pipeline, image: Image.Image, steps: int, seed: int) -> dict:
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = pipe(image, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps)
+    torch.cuda.synchronize()
+    latents = out.extras["multiview_latents"]
+    return {
+        "total_s": time.perf_counter() - start,
+        **{f"{k}_s": v for k, v in out.timings.items()},
+        "ms_per_step": 1000 * out.timings["sampling"] / steps,
+        "voxels": int(len(out.coords)),
+        "finite": bool(torch.isfinite(latents).all()),
+        "latent_abs_max": float(latents.abs().max()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, required=True, help="folder with OneStage/ and dinov2/")
+    parser.add_argument("--make-weights", action="store_true", help="write random weights if missing")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--attention", choices=["default", "cudnn", "flash", "efficient"], default="default")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the repeated blocks")
+    parser.add_argument("--decode-chunk", type=int, default=2)
+    parser.add_argument("--image", type=Path)
+    args = parser.parse_args()
+
+    dinov2 = args.weights / "dinov2" / "dinov2_vitl14_reg4_pretrain.pth"
+    if args.make_weights and not (args.weights / "OneStage" / "pipeline_config.json").is_file():
+        from bench.make_random_weights import write_dinov2, write_onestage
+
+        start = time.perf_counter()
+        write_onestage(args.weights / "OneStage", device="cuda")
+        write_dinov2(dinov2, device="cuda")
+        torch.cuda.empty_cache()
+        print(f"random weights written in {time.perf_counter() - start:.1f} s")
+
+    start = time.perf_counter()
+    pipe = SyncHumanStage1Pipeline.from_pretrained(
+        args.weights / "OneStage", dinov2=dinov2, device="cuda", dtype=DTYPES[args.dtype],
+        vae_decode_chunk=args.decode_chunk,
+    )
+    pipe.set_attention_backend(args.attention)
+    if args.compile:
+        pipe.compile_blocks()
+    load_s = time.perf_counter() - start
+    weights_gib = torch.cuda.memory_allocated() / GIB
+    image = Image.open(args.image).convert("RGBA") if args.image else synthetic_person()
+
+    warm = run_job(pipe, image, steps=2, seed=0)
+    torch.cuda.reset_peak_memory_stats()
+    result = run_job(pipe, image, steps=args.steps, seed=43)
+    result.update(
+        device=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        dtype=args.dtype,
+        attention=args.attention,
+        compiled=args.compile,
+        decode_chunk=args.decode_chunk,
+        steps=args.steps,
+        load_s=load_s,
+        warmup_s=warm["total_s"],
+        weights_gib=weights_gib,
+        peak_allocated_gib=torch.cuda.max_memory_allocated() / GIB,
+        peak_reserved_gib=torch.cuda.max_memory_reserved() / GIB,
+    )
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()

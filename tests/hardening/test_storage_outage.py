@@ -1,0 +1,45 @@
+"""The object store going away while a job uploads its results (SeaweedFS, real processes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.jobs import TERMINAL, JobStatus
+from tests.hardening.fault_pipelines import LONG_STEPS
+from tests.hardening.processes import RedisServer, SeaweedS3, Stack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory):
+    server = SeaweedS3(tmp_path_factory.mktemp("weed")).start()
+    yield server
+    server.stop()
+
+
+def test_upload_during_an_outage_fails_as_storage_unavailable_then_recovers(seaweed, tmp_path):
+    redis_server = RedisServer(tmp_path, aof=False).start()
+    stack = Stack(tmp_path, redis_server, **seaweed.storage_env("outage"),
+                  SYNCHUMAN_STORAGE_RETRY__ATTEMPTS="3", SYNCHUMAN_STORAGE_RETRY__FIRST_DELAY_S="0.2")
+    try:
+        stack.start_api()
+        stack.start_worker()
+        stack.wait_warm()
+        job = stack.submit(steps=LONG_STEPS)
+        stack.wait_status(job, {"running"}, timeout_s=30)
+        seaweed.stop()  # gone before the worker uploads anything
+        failed = stack.wait_terminal(job, timeout_s=90)
+        assert failed.status is JobStatus.failed, stack.logs()
+        assert failed.error.code == "storage_unavailable" and failed.error.retryable is True
+        assert failed.outputs == {}  # never "succeeded" without its files
+        assert [e.status for e in failed.history if e.status in TERMINAL] == [JobStatus.failed]
+        assert "storage unavailable; giving up" in stack.workers[0].output()
+
+        seaweed.start()  # back: the same worker serves the next job with its files
+        ok = stack.wait_terminal(stack.submit(), timeout_s=60)
+        assert ok.status is JobStatus.succeeded, stack.logs()
+        assert "stage2/output.glb" in ok.outputs
+    finally:
+        stack.stop()
+        redis_server.stop()
