@@ -120,6 +120,7 @@ def _failure(record: JobRecord) -> JSONResponse:
     summary="Synchronous generation (existing clients): submit, wait, answer the result",
     responses={
         200: {"description": "JSON describing stage1 and stage2 outputs, or with `download=true` a zip."},
+        400: {"model": ErrorBody, "description": "Neither or both of `image` and `image_url` (`missing_image`)."},
         409: {"model": ErrorBody, "description": "`canceled`: the job was canceled while the request waited."},
         422: {"model": ErrorBody, "description": "Bad input (same codes as `POST /v1/jobs`)."},
         500: {"model": ErrorBody, "description": "The pipeline failed (`pipeline_error`, `worker_lost`)."},

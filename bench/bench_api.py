@@ -7,7 +7,9 @@ CPU 0, and drives it with ``wrk`` pinned to CPU 1 (apt package ``wrk``).  No
 Celery worker consumes the queue: submissions go through the real Celery
 producer into Redis and stay queued, which is what the API pays for.
 
-Scenarios (each printed as requests/s, p50, p99 and error count):
+Scenarios (each printed as requests/s, p50, p99, error count, and the API
+process's CPU time per request, whose inverse is what one dedicated core could
+serve: a measure that stays meaningful when other work shares the machine):
 
 1. ``POST /v1/jobs`` with a 256x256 PNG upload, on the local backend and on S3;
 2. ``GET /v1/jobs/{id}`` of a succeeded job with all its artifact URLs (S3 backend);
@@ -62,6 +64,19 @@ class Result:
     p99_ms: float
     errors: int
     requests: int
+    cpu_ms_per_request: float = 0.0
+    """CPU time the API process (all its threads) spent per request."""
+
+    @property
+    def one_core_capacity(self) -> float:
+        """Requests/s one dedicated core could serve at this CPU cost."""
+        return 1000.0 / self.cpu_ms_per_request if self.cpu_ms_per_request else 0.0
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -151,11 +166,13 @@ def multipart_body(png: bytes) -> bytes:
     ).encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-def run_wrk(name: str, url: str, duration: float, connections: int, script: Path | None = None) -> Result:
+def run_wrk(name: str, url: str, duration: float, connections: int, script: Path | None = None, api_pid: int | None = None) -> Result:
+    cpu_before = process_cpu_s(api_pid) if api_pid else 0.0
     args = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{int(duration)}s", "--latency", "--timeout", "5s"]
     if script:
         args += ["-s", str(script)]
     out = subprocess.run(pinned(1, [*args, url]), capture_output=True, text=True, check=True).stdout
+    cpu_s = process_cpu_s(api_pid) - cpu_before if api_pid else 0.0
 
     def latency(pct: str) -> float:
         value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
@@ -164,13 +181,15 @@ def run_wrk(name: str, url: str, duration: float, connections: int, script: Path
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     return Result(
         name=name,
         requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         p50_ms=latency("50"),
         p99_ms=latency("99"),
         errors=errors,
-        requests=int(re.search(r"(\d+) requests in", out).group(1)),
+        requests=requests,
+        cpu_ms_per_request=1000.0 * cpu_s / requests if requests else 0.0,
     )
 
 
@@ -239,20 +258,26 @@ def main() -> int:
                 check = httpx.post(f"{api_url}/v1/jobs", files={"image": ("p.png", person_png(), "image/png")})
                 assert check.status_code == 202, check.text
                 run_wrk(f"warm-up ({backend})", f"{api_url}/v1/jobs", 2, 8, script)
-                results.append(run_wrk(f"POST /v1/jobs 256px PNG ({backend})", f"{api_url}/v1/jobs", args.duration, 16, script))
+                pid = api_proc.pid
+                results.append(run_wrk(f"POST /v1/jobs 256px PNG ({backend})", f"{api_url}/v1/jobs", args.duration, 16, script, pid))
                 done, queued = seed_jobs(redis_url, prefix)
                 body = httpx.get(f"{api_url}/v1/jobs/{done}").json()
                 assert len(body["outputs"]) == len(ARTIFACTS), body
-                results.append(run_wrk(f"GET succeeded job, {len(ARTIFACTS)} URLs ({backend})", f"{api_url}/v1/jobs/{done}", args.duration, args.connections))
-                results.append(run_wrk(f"GET queued job ({backend})", f"{api_url}/v1/jobs/{queued}", args.duration, args.connections))
+                results.append(run_wrk(f"GET succeeded job, {len(ARTIFACTS)} URLs ({backend})", f"{api_url}/v1/jobs/{done}", args.duration, args.connections, api_pid=pid))
+                results.append(run_wrk(f"GET queued job ({backend})", f"{api_url}/v1/jobs/{queued}", args.duration, args.connections, api_pid=pid))
                 stop(api_proc)
         finally:
             for process in reversed(processes):
                 stop(process)
 
-    print(f"\n{'scenario':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'requests':>9}")
+    load = os.getloadavg()
+    print(f"\nload average during the run: {load[0]:.1f} (1 min) on {os.cpu_count()} CPUs")
+    print(f"{'scenario':<44} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'requests':>8} {'API CPU ms/req':>15} {'1-core req/s':>13}")
     for r in results:
-        print(f"{r.name:<44} {r.requests_per_s:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} {r.requests:>9}")
+        print(
+            f"{r.name:<44} {r.requests_per_s:>7.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {r.requests:>8}"
+            f" {r.cpu_ms_per_request:>15.3f} {r.one_core_capacity:>13.0f}"
+        )
     return 0
 
 

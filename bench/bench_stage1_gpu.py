@@ -61,8 +61,11 @@ def main() -> None:
     parser.add_argument("--make-weights", action="store_true", help="write random weights if missing")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--attention", choices=["default", "cudnn", "flash", "efficient"], default="default")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the repeated blocks")
+    parser.add_argument(
+        "--attention", default="default",
+        help="comma-separated SDPA preferences to time in turn: default, cudnn, flash, efficient",
+    )
+    parser.add_argument("--compile", action="store_true", help="finally torch.compile the repeated blocks and time again")
     parser.add_argument("--decode-chunk", type=int, default=2)
     parser.add_argument("--image", type=Path)
     args = parser.parse_args()
@@ -82,31 +85,35 @@ def main() -> None:
         args.weights / "OneStage", dinov2=dinov2, device="cuda", dtype=DTYPES[args.dtype],
         vae_decode_chunk=args.decode_chunk,
     )
-    pipe.set_attention_backend(args.attention)
-    if args.compile:
-        pipe.compile_blocks()
     load_s = time.perf_counter() - start
     weights_gib = torch.cuda.memory_allocated() / GIB
     image = Image.open(args.image).convert("RGBA") if args.image else synthetic_person()
-
-    warm = run_job(pipe, image, steps=2, seed=0)
-    torch.cuda.reset_peak_memory_stats()
-    result = run_job(pipe, image, steps=args.steps, seed=43)
-    result.update(
-        device=torch.cuda.get_device_name(),
-        torch=torch.__version__,
-        dtype=args.dtype,
-        attention=args.attention,
-        compiled=args.compile,
-        decode_chunk=args.decode_chunk,
-        steps=args.steps,
-        load_s=load_s,
-        warmup_s=warm["total_s"],
-        weights_gib=weights_gib,
-        peak_allocated_gib=torch.cuda.max_memory_allocated() / GIB,
-        peak_reserved_gib=torch.cuda.max_memory_reserved() / GIB,
-    )
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, indent=1))
+    variants = [(name, False) for name in args.attention.split(",")]
+    if args.compile:
+        variants.append((variants[-1][0], True))
+    for attention, compiled in variants:
+        pipe.set_attention_backend(attention)
+        if compiled:
+            pipe.compile_blocks()
+        warm = run_job(pipe, image, steps=2, seed=0)
+        torch.cuda.empty_cache()  # so that the reserved peak is this job's, not earlier caching
+        torch.cuda.reset_peak_memory_stats()
+        result = run_job(pipe, image, steps=args.steps, seed=43)
+        result.update(
+            device=torch.cuda.get_device_name(),
+            torch=torch.__version__,
+            dtype=args.dtype,
+            attention=attention,
+            compiled=compiled,
+            decode_chunk=args.decode_chunk,
+            steps=args.steps,
+            load_s=load_s,
+            warmup_s=warm["total_s"],
+            weights_gib=weights_gib,
+            peak_allocated_gib=torch.cuda.max_memory_allocated() / GIB,
+            peak_reserved_gib=torch.cuda.max_memory_reserved() / GIB,
+        )
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
 
 
 if __name__ == "__main__":

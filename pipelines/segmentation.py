@@ -46,6 +46,8 @@ class SegmentationConfig:
     """Smallest height or width of the person's bounding box, in pixels."""
     min_component_fraction: float = 0.1
     """Components smaller than this fraction of the largest one are dropped."""
+    max_pinhole_fraction: float = 0.0005
+    """Holes in the mask smaller than this fraction of the image are filled."""
 
 
 DEFAULT_CONFIG = SegmentationConfig()
@@ -118,7 +120,7 @@ def _selfie_segmenter() -> tuple[object, threading.Lock]:
 
 
 def _clean_mask(probability: np.ndarray, config: SegmentationConfig) -> np.ndarray:
-    """Threshold, fill holes and keep the large connected components."""
+    """Threshold, keep the large connected components, fill pinholes."""
     mask = probability > config.probability_threshold
     labels, count = ndimage.label(mask)
     if count == 0:
@@ -126,7 +128,13 @@ def _clean_mask(probability: np.ndarray, config: SegmentationConfig) -> np.ndarr
     sizes = np.bincount(labels.ravel())[1:]  # (count,) pixels per component
     keep = np.flatnonzero(sizes >= config.min_component_fraction * sizes.max()) + 1
     mask = np.isin(labels, keep)
-    return ndimage.binary_fill_holes(mask)
+    # Fill pinholes, but keep real gaps (between an arm and the body, between the legs).
+    holes = ndimage.binary_fill_holes(mask) & ~mask
+    hole_labels, _ = ndimage.label(holes)
+    hole_sizes = np.bincount(hole_labels.ravel())
+    small = hole_sizes < config.max_pinhole_fraction * mask.size
+    small[0] = False
+    return mask | small[hole_labels]
 
 
 def _check_mask(mask: np.ndarray, config: SegmentationConfig) -> None:

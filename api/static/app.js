@@ -241,7 +241,7 @@ async function poll() {
   try {
     const job = await apiFetch(API.job(id));
     if (id !== state.jobId) return;
-    state.pollDelay = job.status === "running" ? 500 : Math.min(state.pollDelay * 1.3, 2000);
+    state.pollDelay = job.status === "running" ? 500 : Math.min(state.pollDelay * 1.3, 1000);
     renderJob(job);
     if (TERMINAL.has(job.status)) return;
   } catch (error) {

@@ -119,7 +119,7 @@ def export_textured_mesh(
     if config.hole_fill is not None:
         cleaned = remove_inner_faces(simplified, config.hole_fill, device=torch_device)
     start = timed("holes", start)
-    unwrapped, uvs = unwrap_uv(cleaned)
+    unwrapped, uvs = unwrap_uv(cleaned, resolution=texture_size)
     start = timed("uv", start)
     observations = stage1_observations(views, config, torch_device)
     if gaussians is not None and config.gaussian_views > 0:

@@ -1,18 +1,42 @@
-"""UV parametrisation of a triangle mesh."""
+"""UV parametrisation of a triangle mesh with xatlas."""
 
 from __future__ import annotations
 
 import numpy as np
 import xatlas
+from scipy.cluster.vq import kmeans2
 
 from pipelines.geometry import TriangleMesh
 
+FACES_PER_PIECE = 5000
+"""Target piece size when a large mesh is cut before charting (see ``unwrap_uv``)."""
+MAX_PIECES = 32
 
-def unwrap_uv(mesh: TriangleMesh) -> tuple[TriangleMesh, np.ndarray]:
+
+def _pieces(mesh: TriangleMesh, count: int) -> np.ndarray:
+    """(F,) piece label of each face: k-means on the face centroids (compact blobs)."""
+    centroids = mesh.vertices[mesh.faces].mean(axis=1).astype(np.float64)  # (F, 3)
+    _, labels = kmeans2(centroids, count, minit="++", seed=0, iter=5)
+    return labels
+
+
+def unwrap_uv(
+    mesh: TriangleMesh, pieces: int | None = None, resolution: int | None = None
+) -> tuple[TriangleMesh, np.ndarray]:
     """Cut the mesh into charts and pack them into the unit square with xatlas.
 
     Vertices on chart seams are duplicated, so the returned mesh has its own
-    vertex list (vertex colours follow their source vertex).
+    vertex list (vertex colours follow their source vertex) and its faces are
+    reordered.
+
+    xatlas charts one mesh on one thread, and charting time grows faster than
+    the face count; a large mesh is therefore first cut into ``pieces``
+    compact parts (default: one per ~5000 faces, at most 32) that xatlas
+    charts in parallel and packs into one atlas.  The cuts become chart seams.
+
+    With ``resolution`` (the texture size the UVs are for), charts are packed
+    for that texture with 2 texels of padding between them, so bilinear
+    sampling never mixes two charts; without it xatlas picks the scale.
 
     Returns ``(mesh, uvs)`` with ``uvs`` of shape (V, 2), float32 in [0, 1],
     **v up**: v = 0 is the bottom row of the texture image and v = 1 its top
@@ -21,15 +45,38 @@ def unwrap_uv(mesh: TriangleMesh) -> tuple[TriangleMesh, np.ndarray]:
     flips v when it writes glTF's top-left-origin TEXCOORD_0.
     """
     vertices = np.ascontiguousarray(mesh.vertices, dtype=np.float32)
-    faces = np.ascontiguousarray(mesh.faces, dtype=np.uint32)
-    vmapping, indices, uvs = xatlas.parametrize(vertices, faces)
-    vmapping = np.asarray(vmapping, dtype=np.int64)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    if pieces is None:
+        pieces = min(MAX_PIECES, max(1, len(faces) // FACES_PER_PIECE))
+    labels = _pieces(mesh, pieces) if pieces > 1 else np.zeros(len(faces), dtype=np.int64)
+
+    atlas = xatlas.Atlas()
+    sources = []  # per piece: (P,) input vertex id of each piece vertex
+    for piece in range(pieces):
+        piece_faces = faces[labels == piece]
+        if len(piece_faces) == 0:
+            continue
+        used, local = np.unique(piece_faces, return_inverse=True)
+        sources.append(used)
+        atlas.add_mesh(vertices[used], np.ascontiguousarray(local.reshape(-1, 3), dtype=np.uint32))
+    pack = xatlas.PackOptions()
+    if resolution is not None:
+        pack.resolution = int(resolution)
+        pack.padding = 2
+        pack.blockAlign = True
+    atlas.generate(xatlas.ChartOptions(), pack)
+
+    vmaps, out_faces, out_uvs = [], [], []
+    offset = 0
+    for index, used in enumerate(sources):
+        vmapping, indices, uvs = atlas.get_mesh(index)
+        vmaps.append(used[np.asarray(vmapping, dtype=np.int64)])
+        out_faces.append(np.asarray(indices, dtype=np.int64) + offset)
+        out_uvs.append(np.asarray(uvs, dtype=np.float32))
+        offset += len(vmapping)
+    vmapping = np.concatenate(vmaps)
     colors = None
     if mesh.vertex_colors is not None:
         colors = np.asarray(mesh.vertex_colors, dtype=np.float32)[vmapping]
-    out = TriangleMesh(
-        vertices=vertices[vmapping],
-        faces=np.asarray(indices, dtype=np.int64),
-        vertex_colors=colors,
-    )
-    return out, np.clip(np.asarray(uvs, dtype=np.float32), 0.0, 1.0)
+    out = TriangleMesh(vertices=vertices[vmapping], faces=np.concatenate(out_faces), vertex_colors=colors)
+    return out, np.clip(np.concatenate(out_uvs), 0.0, 1.0)

@@ -16,6 +16,6 @@ class PreviewConfig:
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
     supersampling: int = 1
     """Views are rendered at this multiple of 768 px and averaged down (anti-aliasing);
-    1 renders at 768 px and softens the edges (about 4x faster on the CPU)."""
+    1 renders at 768 px with hard edges (about 4x faster on the CPU)."""
     texture_dilation: int = 8
     """Texels past the UV charts' edges filled with the nearest chart colour (against seams)."""

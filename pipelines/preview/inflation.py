@@ -6,22 +6,21 @@ x = (c + 0.5)/768 - 0.5, z = 0.5 - (r + 0.5)/768.  The silhouette therefore
 fixes x and z of the body; only the depth y is missing.  We guess it the way
 a body is built, as a union of round limbs:
 
-1. The alpha mask is resampled to a ``grid_resolution`` grid over the unit
-   square (cell = 1/R of the cube) and its medial axis is taken, each medial
-   point carrying its distance to the silhouette (the radius of the largest
-   disc that fits there).
+1. The signed distance ``d(x, z)`` to the silhouette's outline is computed at
+   full resolution and averaged onto a ``grid_resolution`` grid over the unit
+   square (cell = 1/R of the cube); its medial axis gives, at each medial
+   point, the radius of the largest disc that fits there.
 2. Every medial disc becomes a ball; the half-thickness ``h(x, z)`` of the body
    is the height of the union of those balls above the y = 0 plane.  Limbs
    become round tubes, the torso a thick slab with rounded sides, the head a
    sphere.  A real torso is flatter than it is wide, so ``h`` is scaled by
-   ``depth_scale``.
-3. Outside the silhouette ``h`` is continued by minus the distance to it, so
-   that ``F(x, y, z) = h(x, z) - |y|`` is a continuous signed field: positive
-   inside the body, zero on its surface.  Marching cubes on ``F`` gives a
-   closed, manifold triangle mesh whose front projection is the silhouette
-   (to sub-cell accuracy).  Its flat-ish regions are over-tessellated, so it
-   is decimated by quadric edge collapse to ``max_faces`` (and kept closed
-   and manifold by ``topology.py``).
+   ``depth_scale`` (and lightly smoothed).
+3. The body is ``F(x, y, z) = min(d(x, z), h(x, z) - |y|) > 0``: the inflated
+   volume clipped to the extrusion of the silhouette, so that its front
+   projection is the outline to sub-pixel accuracy.  Marching cubes on ``F``
+   gives a closed, manifold triangle mesh.  Its flat-ish regions are
+   over-tessellated, so it is decimated by quadric edge collapse to
+   ``max_faces`` (and kept closed and manifold by ``topology.py``).
 4. The 64^3 occupancy of stage 1 is ``F > 0`` at the voxel centres.
 
 The body is symmetric about y = 0 (front and back mirror each other); the
@@ -32,8 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 from skimage.measure import marching_cubes
 from skimage.morphology import medial_axis
@@ -62,38 +61,53 @@ class InflationConfig:
 
 @dataclass
 class BodyShape:
-    """The inflated body: a signed half-thickness field over the front view."""
+    """The inflated body as two fields over the front view.
+
+    Grid cell (row i, column j) of the R x R grids is centred on
+    x = (j + 0.5)/R - 0.5, z = 0.5 - (i + 0.5)/R.  The body is the set of
+    points where ``F = min(signed_distance, half_thickness - |y|) > 0``: inside
+    the extrusion of the silhouette and within the inflated thickness.
+    """
 
     half_thickness: np.ndarray
-    """(R, R) float32 signed half-thickness in world units over the front view: row i
-    is z = 0.5 - (i + 0.5)/R, column j is x = (j + 0.5)/R - 0.5; > 0 inside the
-    silhouette, minus the distance to it outside."""
-    mask: np.ndarray
-    """(R, R) bool silhouette on the same grid."""
+    """(R, R) float32 half-thickness of the body along y, world units (> 0 everywhere)."""
+    signed_distance: np.ndarray
+    """(R, R) float32 distance to the silhouette outline, world units, > 0 inside."""
 
     @property
     def resolution(self) -> int:
         return self.half_thickness.shape[0]
 
-    def sample(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Bilinear half-thickness at world points (x, z) of any shape."""
+    @property
+    def mask(self) -> np.ndarray:
+        """(R, R) bool: cell centres inside the silhouette."""
+        return self.signed_distance > 0
+
+    def sample(self, x: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bilinear (half_thickness, signed_distance) at world points (x, z) of any shape."""
         res = self.resolution
         rows = (0.5 - np.asarray(z, dtype=np.float64)) * res - 0.5
         cols = (np.asarray(x, dtype=np.float64) + 0.5) * res - 0.5
-        values = ndimage.map_coordinates(
-            self.half_thickness, [rows.ravel(), cols.ravel()], order=1, mode="nearest"
-        )
-        return values.reshape(np.shape(x)).astype(np.float32)
+        where = [rows.ravel(), cols.ravel()]
+        out = []
+        for field in (self.half_thickness, self.signed_distance):
+            values = ndimage.map_coordinates(field, where, order=1, mode="nearest")
+            out.append(values.reshape(np.shape(x)).astype(np.float32))
+        return out[0], out[1]
 
 
 def body_shape(alpha: np.ndarray, config: InflationConfig = InflationConfig()) -> BodyShape:
-    """Inflate the silhouette ``alpha`` ((S, S) uint8 of the 768 px canvas) into a body."""
+    """Inflate the silhouette ``alpha`` ((S, S) uint8 of the S px canvas, alpha > 0 is the person)."""
     res = config.grid_resolution
-    coverage = np.asarray(
-        Image.fromarray((alpha > 0).astype(np.uint8) * 255).resize((res, res), Image.Resampling.BOX),
-        dtype=np.float32,
-    )  # (R, R) fraction of each cell covered, 0..255
-    mask = ndimage.binary_fill_holes(coverage >= 127.5)
+    size = alpha.shape[0]
+    person = alpha > 0  # holes stay open: the gap between an arm on the hip and the body
+    # Signed distance at full resolution (pixel centres; the outline lies half a pixel out),
+    # averaged over each grid cell, in cells.
+    inside = ndimage.distance_transform_edt(person) - 0.5
+    outside = ndimage.distance_transform_edt(~person) - 0.5
+    signed_px = np.where(person, inside, -outside).astype(np.float32)  # (S, S)
+    signed = cv2.resize(signed_px, (res, res), interpolation=cv2.INTER_AREA) * (res / size)  # (R, R)
+    mask = signed > 0
     if mask.sum() < 16:
         raise PipelineInputError("no_foreground", "the person is too small to be reconstructed")
 
@@ -114,18 +128,16 @@ def body_shape(alpha: np.ndarray, config: InflationConfig = InflationConfig()) -
         ball = rad * rad - dr * dr - dc * dc  # (h, w) squared height of this ball
         np.maximum(height_sq[r0:r1, c0:c1], ball, out=height_sq[r0:r1, c0:c1])
     height = np.sqrt(np.maximum(height_sq, 0.0)) * config.depth_scale
-    height = np.maximum(height, config.min_half_thickness)
 
-    # 3. Continue outside the silhouette by minus the distance to it; smooth.
-    outside = ndimage.distance_transform_edt(~mask) - 0.5
-    signed = np.where(mask, height, -outside).astype(np.float32)
+    # 3. Smooth the thickness (the outline itself comes from the signed distance).
     if config.smoothing_sigma > 0:
-        signed = ndimage.gaussian_filter(signed, config.smoothing_sigma)
-    return BodyShape(half_thickness=signed / res, mask=mask)
+        height = ndimage.gaussian_filter(height, config.smoothing_sigma)
+    height = np.maximum(height, config.min_half_thickness).astype(np.float32)
+    return BodyShape(half_thickness=height / res, signed_distance=(signed / res).astype(np.float32))
 
 
 def body_mesh(shape: BodyShape, max_faces: int = InflationConfig.max_faces) -> tuple[TriangleMesh, np.ndarray]:
-    """Closed surface ``F = h(x, z) - |y| = 0`` by marching cubes.
+    """Closed surface ``F = min(d(x, z), h(x, z) - |y|) = 0`` by marching cubes.
 
     Returns the mesh (official frame, faces counter-clockwise from outside) and
     its (V, 3) float32 unit outward vertex normals.
@@ -135,11 +147,14 @@ def body_mesh(shape: BodyShape, max_faces: int = InflationConfig.max_faces) -> t
     r0, r1 = max(rows.min() - 3, 0), min(rows.max() + 4, res)
     c0, c1 = max(cols.min() - 3, 0), min(cols.max() + 4, res)
     half = shape.half_thickness[r0:r1, c0:c1] * res  # (Rz, Rx) in cells, row = -z
-    depth_cells = int(np.ceil(half.max())) + 3
+    signed = shape.signed_distance[r0:r1, c0:c1] * res  # (Rz, Rx)
+    depth_cells = int(np.ceil(half[signed > 0].max())) + 3
     ys = np.arange(-depth_cells, depth_cells + 1, dtype=np.float32)  # (Ry,) y in cells
     # volume[ix, iy, iz]: x right, y back, z up (rows flipped so z grows with the index)
-    column = half[::-1, :].T  # (Rx, Rz)
-    volume = column[:, None, :] - np.abs(ys)[None, :, None]  # (Rx, Ry, Rz)
+    half_xz, signed_xz = half[::-1, :].T, signed[::-1, :].T  # (Rx, Rz)
+    volume = np.minimum(
+        signed_xz[:, None, :], half_xz[:, None, :] - np.abs(ys)[None, :, None]
+    )  # (Rx, Ry, Rz)
     volume[[0, -1], :, :] = -1.0  # guarantee a closed surface
     volume[:, [0, -1], :] = -1.0
     volume[:, :, [0, -1]] = -1.0
@@ -162,8 +177,8 @@ def occupancy_coords(shape: BodyShape, resolution: int = GRID_RESOLUTION) -> np.
     """(N, 4) int32 rows [0, x, y, z] of the voxels whose centre lies inside the body."""
     centres = (np.arange(resolution, dtype=np.float32) + 0.5) / resolution - 0.5  # (G,)
     gx, gz = np.meshgrid(centres, centres, indexing="ij")  # (G, G) over (x, z)
-    half = shape.sample(gx, gz)  # (G, G)
-    inside = half[:, None, :] > np.abs(centres)[None, :, None]  # (G, G, G) over (x, y, z)
+    half, signed = shape.sample(gx, gz)  # (G, G) each
+    inside = (half[:, None, :] > np.abs(centres)[None, :, None]) & (signed[:, None, :] > 0)  # (G, G, G)
     xyz = np.argwhere(inside)  # (N, 3) lexicographic in (x, y, z), as the official argwhere
     return np.concatenate([np.zeros((len(xyz), 1), dtype=np.int32), xyz.astype(np.int32)], axis=1)
 

@@ -133,25 +133,16 @@ def _normal_map(buffers: GeometryBuffers, scale: int) -> Image.Image:
 
 
 def _composite(rgb: np.ndarray, mask: np.ndarray, scale: int) -> Image.Image:
-    """Put a rendered view on white with soft edges.
-
-    With ``scale`` > 1 the buffers were rendered larger: coverage-weighted
-    colours are averaged over ``scale`` x ``scale`` blocks (true anti-aliasing).
-    At ``scale`` 1 the edge is softened instead: the coverage is blurred by a
-    fraction of a pixel and the pixels just outside take their neighbours' colour.
-    """
+    """Put a rendered view on white; with ``scale`` > 1 the buffers were rendered
+    larger and coverage-weighted colours are averaged over ``scale`` x ``scale``
+    blocks (anti-aliasing).  At ``scale`` 1 edges are hard, pixel-exact."""
     alpha = mask.astype(np.float32)[..., None]  # (H, W, 1)
     premultiplied = np.concatenate([rgb.astype(np.float32) * alpha, alpha], axis=-1)  # (H, W, 4)
     if scale > 1:
         size = rgb.shape[0] // scale
         premultiplied = cv2.resize(premultiplied, (size, size), interpolation=cv2.INTER_AREA)
-        color, coverage = premultiplied[..., :3], premultiplied[..., 3:]
-        return _to_image(color + (1.0 - coverage))
-    soft = cv2.GaussianBlur(premultiplied, (3, 3), 0.6)  # (H, W, 4)
-    coverage = soft[..., 3:]
-    spill = soft[..., :3] / np.maximum(coverage, 1e-6)  # neighbours' mean colour
-    color = np.where(alpha > 0, rgb, spill)
-    return _to_image(color * coverage + (1.0 - coverage))
+    color, coverage = premultiplied[..., :3], premultiplied[..., 3:]
+    return _to_image(color + (1.0 - coverage))
 
 
 def _to_image(rgb: np.ndarray) -> Image.Image:

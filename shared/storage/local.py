@@ -89,7 +89,8 @@ class LocalStorage:
         """True if ``signature`` was minted by this store for ``key`` and has not expired."""
         if expires < (time.time() if now is None else now):
             return False
-        return hmac.compare_digest(self.signature(key, expires), signature)
+        # Bytes, not str: compare_digest refuses non-ASCII strings, and a URL may carry anything.
+        return hmac.compare_digest(self.signature(key, expires).encode(), signature.encode("utf-8", "surrogatepass"))
 
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):

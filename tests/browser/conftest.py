@@ -171,17 +171,34 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser, local_stack: LocalStack) -> Iterator[object]:
-    """A fresh browser context (empty local storage) showing the web page."""
+    """A fresh browser context (empty local storage) showing the web page.
+
+    ``page.console_errors`` and ``page.failed_responses`` (status >= 400)
+    collect what went wrong from the first request on.
+    """
     context = browser.new_context(base_url=local_stack.base_url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.console_errors = []
+    page.failed_responses = []
     page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
     page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
+    page.on("response", lambda r: r.status >= 400 and page.failed_responses.append(f"{r.status} {r.url}"))
     page.goto("/ui")
     try:
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture(scope="session")
+def model_viewer_installed() -> Path:
+    """The model-viewer module the API serves (scripts/install.sh installs it)."""
+    from api.ui import model_viewer_path
+
+    path = model_viewer_path()
+    if path is None:
+        _unavailable("@google/model-viewer is not installed in .tools/ (run scripts/install.sh)")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,28 @@ def test_page_and_its_files_are_served_with_their_types(client):
     assert client.get("/ui/static/style.css").headers["content-type"].startswith("text/css")
     assert client.get("/ui/static/icon.svg").headers["content-type"] == "image/svg+xml"
     assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui"
+    assert client.head("/ui").status_code == 200
+
+
+def test_every_module_the_page_imports_is_served(client):
+    pending, seen = ["app.js"], set()
+    while pending:
+        name = pending.pop()
+        seen.add(name)
+        answer = client.get(f"/ui/static/{name}")
+        assert answer.status_code == 200, name
+        assert answer.headers["content-type"].startswith("text/javascript")
+        pending += [m for m in re.findall(r'from "\./([\w-]+\.js)"', answer.text) if m not in seen]
+    assert {"app.js", "api.js", "dom.js", "format.js", "options.js", "pipeline.js", "recent.js"} <= seen
 
 
 def test_page_never_loads_anything_from_another_origin(client):
-    for path in ("/ui", "/ui/static/app.js", "/ui/static/style.css"):
-        assert "http://" not in client.get(path).text.replace("http://www.w3.org/2000/svg", "")
-        assert "https://" not in client.get(path).text
+    files = sorted(p.name for p in ui.STATIC_DIR.iterdir() if p.suffix in (".html", ".js", ".css"))
+    assert "index.html" in files and "app.js" in files
+    for name in files:
+        text = client.get(f"/ui/static/{name}").text
+        assert "http://" not in text.replace("http://www.w3.org/2000/svg", ""), name
+        assert "https://" not in text, name
 
 
 @pytest.mark.parametrize("name", ["ui.py", "nothing.js", "__init__.py", "index.htm"])

@@ -29,20 +29,12 @@ def _luminance_stddev(png: bytes) -> float:
     return ImageStat.Stat(Image.open(io.BytesIO(png)).convert("L")).stddev[0]
 
 
-def _failed_requests(page) -> list[str]:
-    """Collects the paths of every request the page made that failed (status >= 400)."""
-    failures: list[str] = []
-    page.on("response", lambda r: r.status >= 400 and failures.append(f"{r.status} {r.url}"))
-    return failures
-
-
-def test_photo_to_model_shows_both_stages_and_the_glb(page, local_stack, sample_photos, artifacts_dir):
-    failures = _failed_requests(page)
+def test_photo_to_model_shows_both_stages_and_the_glb(
+    page, local_stack, sample_photos, artifacts_dir, model_viewer_installed
+):
     photo = sample_photos[0]
-
-    expect_badge = page.locator("#pipeline-badge")
     page.wait_for_function("document.getElementById('pipeline-badge').dataset.kind === 'preview'")
-    assert "not SyncHuman" in expect_badge.text_content()
+    assert "not SyncHuman" in page.locator("#pipeline-badge").text_content()
 
     page.set_input_files("#file-input", str(photo))
     page.wait_for_function("document.getElementById('photo-preview').naturalWidth > 0")
@@ -75,7 +67,7 @@ def test_photo_to_model_shows_both_stages_and_the_glb(page, local_stack, sample_
         timeout=60_000,
     )
     viewer = page.locator("#viewer")
-    assert viewer.evaluate("v => v.src").endswith(".glb") or "output.glb" in viewer.evaluate("v => v.src")
+    assert "output.glb" in viewer.evaluate("v => v.src")
     assert viewer.evaluate("v => v.autoRotate && v.cameraControls") is True
     page.locator("#viewer-loading").wait_for(state="hidden")
     viewer.evaluate("v => { v.autoRotate = false; v.resetTurntableRotation(0); v.jumpCameraToGoal(); }")
@@ -90,6 +82,12 @@ def test_photo_to_model_shows_both_stages_and_the_glb(page, local_stack, sample_
     rendered_spread, blank_spread = _luminance_stddev(rendered), _luminance_stddev(blank)
     assert rendered_spread > 15, f"the 3D view looks blank (luminance stddev {rendered_spread:.1f})"
     assert rendered_spread > 2 * blank_spread, (rendered_spread, blank_spread)
+    # Orbit to the side, as a person dragging would: the model is still there, seen differently.
+    viewer.evaluate("v => { v.cameraOrbit = '90deg 80deg auto'; v.jumpCameraToGoal(); }")
+    page.wait_for_timeout(500)
+    side = box.screenshot(path=str(artifacts_dir / "viewer-side.png"))
+    assert _luminance_stddev(side) > 2 * blank_spread
+    assert side != rendered
 
     # Downloads: GLB, PLY and zip, each served with real content.
     links = page.locator("#downloads a")
@@ -108,7 +106,7 @@ def test_photo_to_model_shows_both_stages_and_the_glb(page, local_stack, sample_
     entry = page.locator(f"#recent-list li[data-job-id='{job_id}']")
     assert entry.locator(".status-chip").text_content() == "succeeded"
     assert httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()["status"] == "succeeded"
-    assert failures == []
+    assert page.failed_responses == []
     assert page.console_errors == []
 
 
@@ -166,7 +164,6 @@ def test_running_job_is_canceled_from_the_page(page, local_stack, sample_photos,
 
 
 def test_non_image_upload_is_refused_in_words(page, local_stack, artifacts_dir):
-    failures = _failed_requests(page)
     # Drop a text file on the drop zone, as a person dragging the wrong file would.
     page.evaluate(
         """() => {
@@ -186,7 +183,7 @@ def test_non_image_upload_is_refused_in_words(page, local_stack, artifacts_dir):
     assert error.get_attribute("role") == "alert"
     assert page.locator("#job-panel").is_hidden()
     assert page.locator("#recent-list li").count() == 0
-    assert any("/v1/jobs" in f and f.startswith("422") for f in failures), failures
+    assert [f.split()[0] for f in page.failed_responses if f.endswith("/v1/jobs")] == ["422"]
     page.screenshot(path=str(artifacts_dir / "not-an-image.png"), full_page=True)
 
 

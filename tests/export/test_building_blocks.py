@@ -158,3 +158,19 @@ def test_ply_round_trip_with_colours():
     np.testing.assert_allclose(loaded.visual.vertex_colors[:, :3] / 255.0, mesh.vertex_colors, atol=0.5 / 255 + 1e-6)
     plain = trimesh.load(io.BytesIO(ply_bytes(TriangleMesh(mesh.vertices, mesh.faces))), file_type="ply")
     assert len(plain.faces) == len(mesh.faces)
+
+
+def test_unwrap_in_pieces_packs_one_atlas():
+    mesh = bumpy_sphere(3)
+    mesh.vertex_colors = np.clip(mesh.vertices + 0.5, 0, 1).astype(np.float32)
+    out, uvs = unwrap_uv(mesh, pieces=4)
+    assert len(out.faces) == len(mesh.faces)
+    before = np.sort(mesh.vertices[mesh.faces].reshape(len(mesh.faces), -1), axis=0)
+    after = np.sort(out.vertices[out.faces].reshape(len(out.faces), -1), axis=0)
+    np.testing.assert_allclose(before, after, atol=1e-6)
+    np.testing.assert_allclose(out.vertex_colors, np.clip(out.vertices + 0.5, 0, 1), atol=1e-6)
+    # All pieces share the unit square without overlapping: rasterised coverage equals the UV area.
+    r = rasterize_uv(torch.from_numpy(out.faces), torch.from_numpy(uvs), 256)
+    area = _uv_areas(uvs[out.faces]).sum()
+    assert 0.3 < area < 1.0
+    assert abs(r.mask.float().mean().item() - area) < 0.05

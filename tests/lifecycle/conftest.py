@@ -129,6 +129,19 @@ def lifecycle_stack(tmp_path_factory, receiver) -> Iterator[LifecycleStack]:
         redis_server.stop()
 
 
+@pytest.fixture(scope="session")
+def webhook_job(lifecycle_stack, sample_photo) -> dict:
+    """A job subscribed to every webhook event (at ``/hooks/all``), run to success."""
+    created = submit(
+        lifecycle_stack,
+        sample_photo,
+        webhook_url=lifecycle_stack.receiver.url("/hooks/all"),
+        webhook_events="started,stage1.completed,completed",
+    )
+    assert created.status_code == 202, created.text
+    return lifecycle_stack.wait_job(created.json()["id"])
+
+
 @pytest.fixture()
 def stack(lifecycle_stack, request) -> Iterator[LifecycleStack]:
     """The session's stack, with its process logs attached to a failing test's report."""

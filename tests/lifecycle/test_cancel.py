@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.hardening.processes import wait_until
-from tests.lifecycle.conftest import FAST_OPTIONS, SLOW_OPTIONS, submit
+from tests.lifecycle.conftest import SLOW_OPTIONS, submit
 
 
 def test_cancel_queued_and_running_jobs(stack, sample_photo) -> None:
@@ -50,8 +50,8 @@ def test_cancel_queued_and_running_jobs(stack, sample_photo) -> None:
             assert again.status_code == 200 and again.json()["status"] == "canceled"
 
 
-def test_cancel_finished_job_is_409_and_unknown_is_404(stack, sample_photo) -> None:
-    done = stack.wait_job(submit(stack, sample_photo, options=FAST_OPTIONS).json()["id"])
+def test_cancel_finished_job_is_409_and_unknown_is_404(stack, webhook_job) -> None:
+    done = webhook_job
     assert done["status"] == "succeeded"
     with stack.client() as http:
         answer = http.post(f"/v1/jobs/{done['id']}/cancel")

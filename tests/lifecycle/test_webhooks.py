@@ -19,19 +19,6 @@ def deliveries(stack, job_id: str) -> list[dict]:
         return http.get(f"/v1/jobs/{job_id}/webhooks").json()["deliveries"]
 
 
-@pytest.fixture(scope="module")
-def webhook_job(lifecycle_stack, sample_photo) -> dict:
-    """A job subscribed to every event, run to success."""
-    created = submit(
-        lifecycle_stack,
-        sample_photo,
-        webhook_url=lifecycle_stack.receiver.url("/hooks/all"),
-        webhook_events="started,stage1.completed,completed",
-    )
-    assert created.status_code == 202, created.text
-    return lifecycle_stack.wait_job(created.json()["id"])
-
-
 def test_every_subscribed_event_arrives_signed_with_the_job_as_body(stack, webhook_job) -> None:
     assert webhook_job["status"] == "succeeded", webhook_job
     calls = wait_until(lambda: len(c := stack.receiver.calls_to("/hooks/all")) >= 3 and c, 30, "three webhook calls")

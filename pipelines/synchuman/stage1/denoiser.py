@@ -237,6 +237,17 @@ class CrossSpaceDenoiser(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.conv_in.weight.dtype
 
+    channels_last = False
+    """Whether the 2D feature maps are kept channels-last (faster convolutions on GPUs)."""
+
+    def use_channels_last(self, enabled: bool = True) -> None:
+        """Store the 2D convolution weights (and so the UNet's maps) channels-last, or back."""
+        layout = torch.channels_last if enabled else torch.contiguous_format
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                module.weight.data = module.weight.data.contiguous(memory_format=layout)
+        self.channels_last = enabled
+
     # -- forward ---------------------------------------------------------------------------------------
 
     def forward(
@@ -262,7 +273,8 @@ class CrossSpaceDenoiser(nn.Module):
         timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(n)
         temb = self.time_embedding(self.time_proj(timesteps).to(dtype))
         temb = temb + self.class_embedding(class_labels.to(dtype))  # [n, 4*C0]
-        x = self.conv_in(sample.to(dtype))
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = self.conv_in(sample.to(dtype).contiguous(memory_format=layout))
 
         # 3D tokens: [B, 8, R, R, R] -> [B, R^3, 8] (x slowest) -> [B, R^3, D]
         b = trellis_x.shape[0]
@@ -310,4 +322,4 @@ class CrossSpaceDenoiser(nn.Module):
 
         x = F.silu(self.conv_norm_out(x))
         v_2d = self.conv_out(x)
-        return v_2d.float(), v_3d
+        return v_2d.float().contiguous(), v_3d

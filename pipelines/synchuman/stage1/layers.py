@@ -14,6 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """``channels_last`` for a 4D tensor stored that way, else the default layout."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
     """Softmax attention over [B, Lq, H*D] x [B, Lk, H*D] -> [B, Lq, H*D]."""
     b, lq, inner = q.shape

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipelines.synchuman.stage1.layers import Attention, FeedForward, multi_head_attention
+from pipelines.synchuman.stage1.layers import Attention, FeedForward, memory_format_of, multi_head_attention
 
 
 def blend_face_into_front(x: torch.Tensor, num_views: int, size: int) -> torch.Tensor:
@@ -52,12 +52,9 @@ class JointDomainAttention(Attention):
 
     def forward(self, x: torch.Tensor, size: int) -> torch.Tensor:  # type: ignore[override]
         n, length, _ = x.shape  # n = 2 domains * (CFG halves * V)
-
-        def pair_domains(t: torch.Tensor) -> torch.Tensor:
-            normal, colour = t.chunk(2, dim=0)  # each [n/2, L, inner]
-            return torch.cat([normal, colour], dim=1)  # [n/2, 2L, inner]
-
-        q, k, v = (pair_domains(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
+        normal, colour = x.chunk(2, dim=0)  # each [n/2, L, C]
+        paired = torch.cat([normal, colour], dim=1)  # [n/2, 2L, C]: one sequence per (half, view)
+        q, k, v = self.to_q(paired), self.to_k(paired), self.to_v(paired)
         out = self.to_out[0](multi_head_attention(q, k, v, self.heads))  # [n/2, 2L, C]
         normal, colour = out[:, :length], out[:, length:]
         normal = blend_face_into_front(normal, self.num_views, size)
@@ -72,14 +69,11 @@ class RowwiseMultiviewAttention(Attention):
         bv, _, _ = x.shape
         b = bv // views
 
-        def rows(t: torch.Tensor) -> torch.Tensor:
-            c = t.shape[-1]
-            t = t.view(b, views, size, size, c).transpose(1, 2)  # [b, h, V, w, c]
-            return t.reshape(b * size, views * size, c)  # [(b h), (V w), c]
-
-        q, k, v = (rows(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
+        c = x.shape[-1]
+        rows = x.view(b, views, size, size, c).transpose(1, 2)  # [b, h, V, w, C]
+        rows = rows.reshape(b * size, views * size, c)  # [(b h), (V w), C]: one sequence per image row
+        q, k, v = self.to_q(rows), self.to_k(rows), self.to_v(rows)
         out = self.to_out[0](multi_head_attention(q, k, v, self.heads))  # [(b h), (V w), C]
-        c = out.shape[-1]
         out = out.view(b, size, views, size, c).transpose(1, 2)  # [b, V, h, w, C]
         return out.reshape(bv, size * size, c)
 
@@ -133,4 +127,5 @@ class MultiviewTransformer2D(nn.Module):
         for block in self.transformer_blocks:
             tokens = block(tokens, text, h)
         tokens = self.proj_out(tokens)
-        return tokens.view(n, h, w, c).permute(0, 3, 1, 2).contiguous() + x  # [n, C, h, w]
+        out = tokens.view(n, h, w, c).permute(0, 3, 1, 2)  # [n, C, h, w], stored channels-last
+        return out.contiguous(memory_format=memory_format_of(x)) + x

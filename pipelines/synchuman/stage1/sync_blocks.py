@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipelines.synchuman.stage1.layers import Attention, FeedForward, LayerNorm32
+from pipelines.synchuman.stage1.layers import Attention, FeedForward, LayerNorm32, memory_format_of
 
 
 class _DownsampleConv(nn.Module):
@@ -67,10 +67,9 @@ class ImageToVoxelSync(nn.Module):
         normal = self.input_layer_mv(normal.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
         normal = self.imagedownsample(normal)  # [B*V, C, R, R]
         normal = normal.view(b, self.num_views, *normal.shape[1:])  # [B, V, C, R, R]
-        # image row of level z is R-1-z; build [B, x, y, z, 4 pixels, C]
-        rows = torch.arange(r - 1, -1, -1, device=normal.device)
-        front_back = normal[:, [0, 2]][:, :, :, rows]  # [B, 2, C, z, col=x]
-        right_left = normal[:, [1, 3]][:, :, :, rows]  # [B, 2, C, z, col=y]
+        # image row of level z is R-1-z: flipping the rows indexes them by z; build [B, x, y, z, 4 pixels, C]
+        front_back = torch.stack([normal[:, 0], normal[:, 2]], dim=1).flip(3)  # [B, 2, C, z, col=x]
+        right_left = torch.stack([normal[:, 1], normal[:, 3]], dim=1).flip(3)  # [B, 2, C, z, col=y]
         front_back = front_back.permute(0, 4, 3, 1, 2)[:, :, None]  # [B, x, 1, z, 2, C]
         right_left = right_left.permute(0, 4, 3, 1, 2)[:, None]  # [B, 1, y, z, 2, C]
         c = normal.shape[2]
@@ -144,5 +143,5 @@ class VoxelToImageSync(nn.Module):
         colour = to_maps(
             self._branch(queries(colour), kv, self.cross_attn_Structure_to_color, self.ffn_clr, self.output_layer_clr)
         )
-        update = torch.cat([normal, colour], dim=0).permute(0, 3, 1, 2).contiguous()  # [n, C, P, P]
-        return mv + update
+        update = torch.cat([normal, colour], dim=0).permute(0, 3, 1, 2)  # [n, C, P, P]
+        return mv + update.contiguous(memory_format=memory_format_of(mv))
