@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.context import ApiContext, ContextDep
 from api.errors import error_body
+from api.routes.jobs import create_job
 from api.schemas import ErrorBody
 from shared import errors as e
 from shared.jobs import JobRecord, JobStatus
@@ -143,8 +144,6 @@ async def generate(
     download: Annotated[bool, Form(description="Answer the results zip instead of JSON")] = False,
     timeout_s: Annotated[float | None, Form(gt=0, description="Seconds to wait (at most api.generate_timeout_s)")] = None,
 ) -> Response:
-    from api.routes.jobs import create_job
-
     knobs = {
         "stage1_steps": stage1_steps,
         "stage2_steps": stage2_steps,

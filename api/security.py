@@ -60,9 +60,10 @@ PROTECTED_PREFIX = "/v1/"
 async def authorize(request: Request, ctx: ContextDep) -> str | None:
     """The caller's key id (None with authentication off); 401/404 as described above.
 
-    Installed on the whole application, it guards every path under ``/v1/``,
-    including routers added later; health checks, the web page and signed
-    file downloads (their signature is their credential) stay open.
+    Installed on the whole application, it guards every path under ``/v1/``
+    (including routers added later), the legacy ``/generate`` and ``/metrics``;
+    health checks, the web page and signed file downloads (their signature is
+    their credential) stay open.
     """
     settings = ctx.settings
     key_id: str | None = ANONYMOUS

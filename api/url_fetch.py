@@ -1,10 +1,11 @@
 """Downloads ``image_url`` without letting callers reach inside the network.
 
-The rules are ``shared.url_policy``'s (http/https only, public addresses
-only unless ``api.url_fetch_allow_hosts`` allows more).  The request then goes
-to the very address that was checked (so a second DNS answer cannot differ), redirects are followed by hand and
-each target is checked the same way, the body is capped at
-``api.max_upload_bytes`` and the whole download at ``api.url_fetch_timeout_s``.
+The rules are ``shared.url_policy``'s (http/https only, public addresses only
+unless ``api.url_fetch_allow_hosts`` allows more).  The request goes to the
+very address that was checked (so a second DNS answer cannot differ),
+redirects are followed by hand with each target checked the same way, the body
+is capped at ``api.max_upload_bytes`` and the whole download at
+``api.url_fetch_timeout_s``.
 """
 
 from __future__ import annotations

@@ -62,10 +62,12 @@ def main() -> None:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument(
-        "--attention", default="default",
-        help="comma-separated SDPA preferences to time in turn: default, cudnn, flash, efficient",
+        "--variants", default="base",
+        help="comma-separated configurations timed in turn, each a '+'-joined set of: "
+        "base, cudnn, flash (SDPA preference), cl (channels-last), graph (CUDA graph), chunk1 (VAE decodes "
+        "one view at a time), compile (last only)",
     )
-    parser.add_argument("--compile", action="store_true", help="finally torch.compile the repeated blocks and time again")
+    parser.add_argument("--profile", action="store_true", help="print a kernel profile of 2 eager steps")
     parser.add_argument("--decode-chunk", type=int, default=2)
     parser.add_argument("--image", type=Path)
     args = parser.parse_args()
@@ -83,28 +85,34 @@ def main() -> None:
     start = time.perf_counter()
     pipe = SyncHumanStage1Pipeline.from_pretrained(
         args.weights / "OneStage", dinov2=dinov2, device="cuda", dtype=DTYPES[args.dtype],
-        vae_decode_chunk=args.decode_chunk,
+        vae_decode_chunk=args.decode_chunk, fast_gpu=False,
     )
     load_s = time.perf_counter() - start
     weights_gib = torch.cuda.memory_allocated() / GIB
     image = Image.open(args.image).convert("RGBA") if args.image else synthetic_person()
-    variants = [(name, False) for name in args.attention.split(",")]
-    if args.compile:
-        variants.append((variants[-1][0], True))
-    for attention, compiled in variants:
+    for variant in args.variants.split(","):
+        options = set(variant.split("+"))
+        attention = next((a for a in ("cudnn", "flash", "efficient") if a in options), "default")
         pipe.set_attention_backend(attention)
-        if compiled:
+        pipe.set_channels_last("cl" in options)
+        pipe.set_cuda_graph("graph" in options)
+        pipe.vae_decode_chunk = 1 if "chunk1" in options else args.decode_chunk
+        if "compile" in options:
             pipe.compile_blocks()
-        warm = run_job(pipe, image, steps=2, seed=0)
-        torch.cuda.empty_cache()  # so that the reserved peak is this job's, not earlier caching
-        torch.cuda.reset_peak_memory_stats()
-        result = run_job(pipe, image, steps=args.steps, seed=43)
+        try:
+            warm = run_job(pipe, image, steps=2, seed=0)
+            torch.cuda.empty_cache()  # so that the reserved peak is this job's, not earlier caching
+            torch.cuda.reset_peak_memory_stats()
+            result = run_job(pipe, image, steps=args.steps, seed=43)
+        except Exception as error:  # report and go on with the next configuration
+            print(json.dumps({"variant": variant, "error": repr(error)[:500]}), flush=True)
+            continue
         result.update(
+            variant=variant,
+            graph_active=pipe._graphed is not None,
             device=torch.cuda.get_device_name(),
             torch=torch.__version__,
             dtype=args.dtype,
-            attention=attention,
-            compiled=compiled,
             decode_chunk=args.decode_chunk,
             steps=args.steps,
             load_s=load_s,
@@ -114,6 +122,30 @@ def main() -> None:
             peak_reserved_gib=torch.cuda.max_memory_reserved() / GIB,
         )
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
+    if args.profile:
+        profile_steps(pipe, image)
+
+
+def profile_steps(pipe: SyncHumanStage1Pipeline, image: Image.Image, steps: int = 2) -> None:
+    """GPU kernel time against wall time for eager sampling steps, and the costliest kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    pipe.set_attention_backend("default")
+    pipe.set_channels_last(False)
+    pipe.set_cuda_graph(False)
+    conditions, _ = pipe.encode_conditions(image)
+    noise = pipe.draw_noise(torch.Generator().manual_seed(0))
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        pipe.sample(conditions, noise, num_inference_steps=steps)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    kernel_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA")
+    print(f"profile: {steps} steps wall {wall * 1000 / steps:.1f} ms/step (profiled), "
+          f"GPU kernels {kernel_us / 1000 / steps:.1f} ms/step")
+    print(events.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60))
 
 
 if __name__ == "__main__":

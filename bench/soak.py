@@ -92,7 +92,22 @@ class Soak:
         self.stack = Stack(self.workdir, self.redis, **self.env).start_api()
         self.slots = [self.stack.start_worker() for _ in range(self.args.workers)]
         self.stack.wait_warm(self.args.workers, timeout_s=180)
+        self._warm_up()
         threading.Thread(target=self._supervise, daemon=True).start()
+
+    def _warm_up(self) -> None:
+        """Run jobs until every worker has done one (imports and caches in place), uncounted."""
+        from shared.heartbeat import list_workers
+        from shared.job_store import JobKeys
+
+        client = redis.Redis.from_url(self.redis.url)
+        options = {"stage1_steps": 3, **(PREVIEW_OPTIONS if self.args.pipeline == "preview" else {})}
+        for _ in range(10 * self.args.workers):
+            workers = list_workers(client, JobKeys(self.stack.prefix))
+            if len(workers) >= self.args.workers and all(w.jobs_done > 0 for w in workers):
+                break
+            self.stack.wait_terminal(self.stack.submit_options(options), timeout_s=300)
+        client.close()
 
     def _supervise(self) -> None:
         while not self.stop_supervisor.wait(0.5):

@@ -20,6 +20,7 @@ uncovered pixels pull on texel (0, 0)).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -108,13 +109,16 @@ def bake_texture(
     config: BakeConfig = BakeConfig(),
     callback: ProgressCallback | None = None,
     device: str | torch.device = "cpu",
+    timings: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Bake a ``texture_size``-square RGB texture; returns (S, S, 3) uint8, row 0 = v 1.
 
     ``callback("export", step, total)`` is called after every optimisation step
-    and may raise to stop the bake.
+    and may raise to stop the bake.  ``timings``, if given, receives the seconds
+    spent in ``bake.rasterize``, ``bake.project``, ``bake.optimize`` and ``bake.inpaint``.
     """
     device = torch.device(device)
+    clock = _Clock(device, timings)
     v = torch.as_tensor(vertices, dtype=torch.float32, device=device)
     f = torch.as_tensor(faces, dtype=torch.int64, device=device)
     uv = torch.as_tensor(uvs, dtype=torch.float32, device=device)
@@ -126,6 +130,7 @@ def bake_texture(
     samples = [_view_samples(v, f, uv, obs, r) for obs, r in zip(observations, rasters)]
     usable = [i for i, s in enumerate(samples) if s is not None]
     uv_raster = rasterize_uv(f, uv, texture_size)
+    clock.lap("bake.rasterize")
     if config.project_init:
         initial, seen = project_views(v, f, uv_raster, observations, rasters, config.depth_tolerance)
         # Texels no view sees (grazing or hidden) start from their seen neighbours.
@@ -135,6 +140,7 @@ def bake_texture(
     else:
         initial = torch.zeros(texture_size, texture_size, 3, device=device)
     texture = initial.permute(2, 0, 1).unsqueeze(0).contiguous().requires_grad_(True)  # (1, 3, S, S)
+    clock.lap("bake.project")
     if usable and config.steps > 0:
         final = [i for i in config.final_views if i in usable] or usable
         switch = int(round(config.steps * (1.0 - config.final_fraction)))
@@ -156,8 +162,29 @@ def bake_texture(
 
     image = texture.detach()[0].clamp(0.0, 1.0).permute(1, 2, 0)  # (S, S, 3)
     image = (image * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    clock.lap("bake.optimize")
     covered = uv_raster.mask.cpu().numpy()
-    return inpaint_outside_charts(image, covered, config.inpaint_radius)
+    result = inpaint_outside_charts(image, covered, config.inpaint_radius)
+    clock.lap("bake.inpaint")
+    return result
+
+
+class _Clock:
+    """Records wall-clock laps (synchronising the GPU first) into an optional dict."""
+
+    def __init__(self, device: torch.device, timings: dict[str, float] | None) -> None:
+        self.device = device
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.timings is None:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.timings[name] = now - self.last
+        self.last = now
 
 
 def project_views(

@@ -90,6 +90,13 @@ def face_visibility(
     return (seen.float() / num_views).cpu().numpy()
 
 
+def _edge_keys(directed: np.ndarray) -> np.ndarray:
+    """(N, 2) vertex pairs -> (N,) int64 key, equal for (a, b) and (b, a)."""
+    low = np.minimum(directed[:, 0], directed[:, 1]).astype(np.int64)
+    high = np.maximum(directed[:, 0], directed[:, 1]).astype(np.int64)
+    return low * (int(directed.max(initial=0)) + 1) + high
+
+
 @dataclass
 class _Adjacency:
     edges: np.ndarray
@@ -103,8 +110,8 @@ class _Adjacency:
 def _adjacency(faces: np.ndarray) -> _Adjacency:
     directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])  # (3F, 2)
     owner = np.tile(np.arange(len(faces)), 3)
-    undirected = np.sort(directed, axis=1)
-    edges, inverse = np.unique(undirected, axis=0, return_inverse=True)
+    _, first, inverse = np.unique(_edge_keys(directed), return_index=True, return_inverse=True)
+    edges = np.sort(directed[first], axis=1)
     inverse = inverse.reshape(-1)
     order = np.argsort(inverse, kind="stable")
     sorted_edges = inverse[order]
@@ -156,8 +163,7 @@ def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     or dropped.
     """
     directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    key = np.sort(directed, axis=1)
-    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(_edge_keys(directed), return_inverse=True, return_counts=True)
     return _chain_loops(directed[counts[inverse.reshape(-1)] == 1])
 
 
@@ -252,27 +258,37 @@ def _one_pass(mesh: TriangleMesh, visibility: np.ndarray, params: PassParams, co
         return fill_small_holes(mesh, config.max_hole_edges)
 
     candidate = _min_cut_source_side(num_faces, adjacency, edge_length, inner, outer)
-    labels = _components(num_faces, adjacency.face_pairs, subset=candidate)
-    # Directed edges of every face, with their undirected edge id: (3F, 2), (3F,).
-    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    directed_owner = np.tile(np.arange(num_faces), 3)
-    _, directed_edge = np.unique(np.sort(directed, axis=1), axis=0, return_inverse=True)
-    directed_edge = directed_edge.reshape(-1)
-    faces_per_edge = np.bincount(directed_edge, minlength=len(adjacency.edges))
+    labels = np.where(candidate, _components(num_faces, adjacency.face_pairs, subset=candidate), -1)  # (F,)
+
+    # Directed edges of every face and the face across each of them (-1 on a boundary).
+    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])  # (3F, 2)
+    owner = np.tile(np.arange(num_faces), 3)
+    _, edge_id = np.unique(_edge_keys(directed), return_inverse=True)
+    order = np.argsort(edge_id.reshape(-1), kind="stable")
+    same = edge_id.reshape(-1)[order][1:] == edge_id.reshape(-1)[order][:-1]
+    across = np.full(len(directed), -1, dtype=np.int64)
+    across[order[:-1][same]] = owner[order[1:][same]]
+    across[order[1:][same]] = owner[order[:-1][same]]
+    # Edges a removal would open: from a candidate part to a face outside that part,
+    # run the way the remaining face runs them (reversed).
+    part_of = labels[owner]
+    opening = (part_of >= 0) & (across >= 0) & (labels[np.maximum(across, 0)] != part_of)
+    opening_part = part_of[opening]
+    opening_edges = directed[opening][:, ::-1]
+    edge_order = np.argsort(opening_part, kind="stable")
+    edge_parts, edge_starts = np.unique(opening_part[edge_order], return_index=True)
+    edge_groups = dict(zip(edge_parts.tolist(), np.split(opening_edges[edge_order], edge_starts[1:])))
+
+    face_order = np.argsort(labels, kind="stable")
+    face_parts, face_starts = np.unique(labels[face_order], return_index=True)
     remove = np.zeros(num_faces, dtype=bool)
-    for label in np.unique(labels[candidate]):
-        part = candidate & (labels == label)
-        if np.median(visibility[part]) > params.outer_min:
+    for part, members in zip(face_parts.tolist(), np.split(face_order, face_starts[1:])):
+        if part < 0 or np.median(visibility[members]) > params.outer_min:
             continue
-        # The holes this removal opens: edges between the part and the rest, run the
-        # way the remaining faces run them (reversed from the part's own faces).
-        in_part = part[directed_owner]
-        part_per_edge = np.bincount(directed_edge[in_part], minlength=len(adjacency.edges))
-        opening = in_part & (faces_per_edge[directed_edge] == 2) & (part_per_edge[directed_edge] == 1)
-        opened = _chain_loops(directed[opening][:, ::-1])
+        opened = _chain_loops(edge_groups.get(part, np.zeros((0, 2), dtype=np.int64)))
         if any(loop_area(mesh.vertices, loop) > config.max_hole_area for loop in opened):
             continue
-        remove |= part
+        remove[members] = True
     return fill_small_holes(_remove_faces(mesh, ~remove), config.max_hole_edges)
 
 

@@ -8,7 +8,8 @@ Steps (timed in ``MeshOutput.timings``, seconds):
 4. ``observe``   the five stage-1 views (masked by their normal maps) and, when
                  Gaussians are given, renders of them from cameras on a sphere;
 5. ``bake``      texture fitting (the progress callback ticks once per step)
-                 and inpainting outside the UV charts;
+                 and inpainting outside the UV charts (split further into
+                 ``bake.rasterize``, ``bake.project``, ``bake.optimize``, ``bake.inpaint``);
 6. ``encode``    GLB (y-up, PBR) and PLY (z-up, vertex colours from the texture).
 """
 
@@ -134,6 +135,7 @@ def export_textured_mesh(
         config=bake_config,
         callback=callback,
         device=torch_device,
+        timings=timings,
     )
     start = timed("bake", start)
 

@@ -149,27 +149,33 @@ def body_mesh(shape: BodyShape, max_faces: int = InflationConfig.max_faces) -> t
     half = shape.half_thickness[r0:r1, c0:c1] * res  # (Rz, Rx) in cells, row = -z
     signed = shape.signed_distance[r0:r1, c0:c1] * res  # (Rz, Rx)
     depth_cells = int(np.ceil(half[signed > 0].max())) + 3
-    ys = np.arange(-depth_cells, depth_cells + 1, dtype=np.float32)  # (Ry,) y in cells
+    # (Ry,) y in cells at half-integers: symmetric about y = 0, and never exactly on the
+    # clamped half-thickness (an exact zero of F makes degenerate triangles).
+    ys = np.arange(-depth_cells, depth_cells, dtype=np.float32) + 0.5
     # volume[ix, iy, iz]: x right, y back, z up (rows flipped so z grows with the index)
     half_xz, signed_xz = half[::-1, :].T, signed[::-1, :].T  # (Rx, Rz)
     volume = np.minimum(
         signed_xz[:, None, :], half_xz[:, None, :] - np.abs(ys)[None, :, None]
     )  # (Rx, Ry, Rz)
+    # Grid values at (or within rounding of) zero put several triangle corners on one
+    # grid point, which makes zero-area triangles: move them just outside the body.
+    volume[np.abs(volume) < 1e-3] = -1e-3
     volume[[0, -1], :, :] = -1.0  # guarantee a closed surface
     volume[:, [0, -1], :] = -1.0
     volume[:, :, [0, -1]] = -1.0
     verts, faces, _, _ = marching_cubes(volume, level=0.0, gradient_direction="descent")
-    # index space -> world: x = (c + i + 0.5)/R - 0.5, y = (i - depth)/R, z = 0.5 - (row + 0.5)/R
+    # index space -> world: x = (c + i + 0.5)/R - 0.5, y = (i - depth + 0.5)/R, z = 0.5 - (row + 0.5)/R
     world = np.empty_like(verts, dtype=np.float32)
     world[:, 0] = (c0 + verts[:, 0] + 0.5) / res - 0.5
-    world[:, 1] = (verts[:, 1] - depth_cells) / res
+    world[:, 1] = (verts[:, 1] - depth_cells + 0.5) / res
     world[:, 2] = 0.5 - (r1 - 1 - verts[:, 2] + 0.5) / res
     faces = np.asarray(faces, dtype=np.int64)
     mesh = TriangleMesh(vertices=world, faces=faces)
     if _signed_volume(mesh) < 0:  # make the winding counter-clockwise seen from outside
         mesh.faces = faces[:, ::-1].copy()
     if len(mesh.faces) > max_faces:
-        mesh = repair_closed_manifold(simplify_mesh(mesh, 1.0 - max_faces / len(mesh.faces)))
+        mesh = simplify_mesh(mesh, 1.0 - max_faces / len(mesh.faces))
+    mesh = repair_closed_manifold(mesh)
     return mesh, vertex_normals(mesh.vertices, mesh.faces)
 
 

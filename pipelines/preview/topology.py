@@ -4,8 +4,10 @@ Quadric decimation of a thin part (a finger, the rim where front and back
 meet) sometimes collapses two sheets of the surface onto each other: an edge
 then borders four faces instead of two, and the mesh is no longer a valid
 closed manifold even though it has no hole.  :func:`repair_closed_manifold`
-undoes this in two moves:
+undoes this in three moves:
 
+0. a triangle of (near) zero area has no normal (the glTF validator rejects
+   the zero normals it leads to): its shortest edge is collapsed;
 1. a triangle present twice with opposite windings is a flattened fold of zero
    volume: both copies are removed;
 2. at every vertex of an edge still shared by more than two faces, the
@@ -36,13 +38,13 @@ def is_closed_manifold(mesh: TriangleMesh) -> bool:
 
 
 def repair_closed_manifold(mesh: TriangleMesh) -> TriangleMesh:
-    """Remove flattened folds, separate touching sheets, drop unused vertices."""
-    faces = np.asarray(mesh.faces, dtype=np.int64)
+    """Collapse zero-area triangles, remove flattened folds, separate touching sheets,
+    drop unused vertices."""
+    faces = collapse_degenerate_faces(mesh.vertices, np.asarray(mesh.faces, dtype=np.int64))
     _, counts = edge_face_counts(faces)
-    if (counts == 2).all():
-        return mesh
-    mesh = TriangleMesh(mesh.vertices, _without_folds(faces), mesh.vertex_colors)
-    mesh = split_pinched_edges(mesh)
+    if not (counts == 2).all():
+        faces = _without_folds(faces)
+    mesh = split_pinched_edges(TriangleMesh(mesh.vertices, faces, mesh.vertex_colors))
     used = np.unique(mesh.faces)  # (U,) sorted vertex ids still referenced
     remap = np.full(len(mesh.vertices), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
@@ -51,6 +53,36 @@ def repair_closed_manifold(mesh: TriangleMesh) -> TriangleMesh:
         faces=remap[mesh.faces],
         vertex_colors=None if mesh.vertex_colors is None else np.asarray(mesh.vertex_colors)[used],
     )
+
+
+def collapse_degenerate_faces(vertices: np.ndarray, faces: np.ndarray, rel_area: float = 1e-4) -> np.ndarray:
+    """Collapse the shortest edge of every near-zero-area triangle (its normal is undefined).
+
+    The edge's second vertex is replaced by its first everywhere; the two
+    triangles that shared the edge disappear, the rest of the surface stays
+    closed.  Repeated until no such triangle is left (a few passes at most).
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    for _ in range(8):
+        tri = vertices[faces]  # (F, 3, 3)
+        area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+        degenerate = np.flatnonzero(area <= rel_area * max(float(np.median(area)), 1e-30))
+        if degenerate.size == 0:
+            break
+        replace = np.arange(len(vertices))
+        touched: set[int] = set()
+        for face in degenerate.tolist():
+            corners = faces[face].tolist()
+            if touched.intersection(corners):
+                continue  # one collapse per neighbourhood and pass
+            lengths = [np.linalg.norm(vertices[corners[k]] - vertices[corners[(k + 1) % 3]]) for k in range(3)]
+            k = int(np.argmin(lengths))
+            keep, drop = corners[k], corners[(k + 1) % 3]
+            replace[drop] = keep
+            touched.update(corners)
+        faces = replace[faces]
+        faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    return faces
 
 
 def _without_folds(faces: np.ndarray) -> np.ndarray:

@@ -52,13 +52,19 @@ def test_reduced_precision_forward_close_to_float32(parity_dir, dtype):
     assert max(errors) <= TOLERANCE[dtype]
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
-def test_reduced_precision_three_step_run_close_to_float32(parity_dir, dtype):
+@pytest.mark.parametrize(
+    ("dtype", "fast_gpu"),
+    [(torch.float16, False), (torch.float16, True), (torch.bfloat16, True)],
+    ids=["float16-eager", "float16-graph-channels-last", "bfloat16-graph-channels-last"],
+)
+def test_reduced_precision_three_step_run_close_to_float32(parity_dir, dtype, fast_gpu):
     onestage = parity_dir / "onestage"
     golden = load_file(onestage / "golden/pipeline_run_model_3steps.safetensors")
     pipe = SyncHumanStage1Pipeline.from_pretrained(
-        onestage / "ckpt", dinov2=onestage / "dinov2/dinov2_vitl14_reg4_tiny.pth", device="cuda", dtype=dtype
+        onestage / "ckpt", dinov2=onestage / "dinov2/dinov2_vitl14_reg4_tiny.pth", device="cuda", dtype=dtype,
+        fast_gpu=fast_gpu,
     )
+    assert (pipe._graphed is not None) == fast_gpu
     conditions, _ = pipe.encode_conditions(Image.open(onestage / "input.png"))
     noise = Stage1Noise(multiview=golden["rng.01"], structure=golden["rng.02"])
     latents, structure = pipe.sample(conditions, noise, num_inference_steps=3)
@@ -66,8 +72,9 @@ def test_reduced_precision_three_step_run_close_to_float32(parity_dir, dtype):
         relative_error(latents / 0.18215, golden["final.latents_div_scaling"]),
         relative_error(structure, golden["final.trellis_latent"]),
     )
-    print(f"{dtype} 3-step relative errors (2D latents, 3D latent): {errors[0]:.2e}, {errors[1]:.2e}")
+    print(f"{dtype} fast_gpu={fast_gpu} 3-step relative errors (2D, 3D latents): {errors[0]:.2e}, {errors[1]:.2e}")
     assert max(errors) <= TOLERANCE[dtype]
+    assert (pipe._graphed is not None) == fast_gpu, "the CUDA graph fell back to eager calls"
 
 
 @pytest.fixture(scope="module")

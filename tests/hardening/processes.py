@@ -279,13 +279,15 @@ class Stack:
             client.close()
 
     def submit(self, *, steps: int | None = None, token: str | None = None, expect: int = 202) -> str:
+        return self.submit_options({"stage1_steps": steps} if steps is not None else {}, token=token, expect=expect)
+
+    def submit_options(self, options: dict, *, token: str | None = None, expect: int = 202) -> str:
         import json
 
         import httpx
 
         from tests.hardening.fault_pipelines import tiny_person_png
 
-        options = {"stage1_steps": steps} if steps is not None else {}
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = httpx.post(
             f"{self.api_url}/v1/jobs", headers=headers, timeout=30,

@@ -97,7 +97,7 @@ def test_three_step_run_matches_reference(pipe, conditions, golden3):
     assert progress == [("stage1", 1, 3), ("stage1", 2, 3), ("stage1", 3, 3)]
     # the first model call, before guidance
     args, (v_2d, v_3d) = calls[0]
-    assert args[1] == golden3["step0.model_in.timestep"].item()
+    assert args[1].item() == golden3["step0.model_in.timestep"].item()
     assert torch.equal(args[4], golden3["step0.model_in.trellis_x"])
     assert torch.equal(args[5], golden3["step0.model_in.trellis_t"])
     for ours, name in ((v_2d, "step0.model_out.v_2d_raw"), (v_3d, "step0.model_out.v_trellis_raw")):

@@ -24,6 +24,7 @@ Batch layouts: 2D ``[normal_uncond x5, normal_cond x5, colour_uncond x5, colour_
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from diffusers.models.embeddings import get_timestep_embedding
-from diffusers.models.resnet import ResnetBlock2D
 from PIL import Image
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -43,6 +43,7 @@ from pipelines.base import VIEW_SIZE, MultiviewOutput, PipelineInputError, Progr
 from pipelines.preprocess import FACE_BOX, multiview_inputs, on_white
 from pipelines.synchuman.conditioning import trellis_condition, trellis_image
 from pipelines.synchuman.dinov2 import DinoV2
+from pipelines.synchuman.stage1.cuda_graph import GraphedDenoiser
 from pipelines.synchuman.stage1.denoiser import CrossSpaceDenoiser
 from pipelines.synchuman.stage1.multiview_transformer import MultiviewTransformer2D
 from pipelines.synchuman.stage1.sampler import euler_step, flow_timesteps, guide
@@ -62,6 +63,7 @@ PROMPT_DIRS = ("fixed_prompt_embeds_7view", "prompt_embeds")
 """Where the prompt files are looked for: these folders in ``ckpt_dir``, then beside it."""
 RESCALE_T = 3.0
 STAGE = "stage1"
+logger = logging.getLogger(__name__)
 ATTENTION_BACKENDS = {
     "default": None,
     "cudnn": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH],
@@ -172,6 +174,19 @@ class SyncHumanStage1Pipeline:
         self.device = denoiser.conv_in.weight.device
         self.dtype = denoiser.dtype
         self._sdpa_backends: list[SDPBackend] | None = None
+        self._graphed: GraphedDenoiser | None = None
+
+    def set_cuda_graph(self, enabled: bool) -> None:
+        """Replay the network as a captured CUDA graph during sampling (CUDA only)."""
+        if enabled and self.device.type != "cuda":
+            raise ValueError("CUDA graphs need the pipeline on a CUDA device")
+        self._graphed = GraphedDenoiser(self.denoiser) if enabled else None
+
+    def set_channels_last(self, enabled: bool) -> None:
+        """Keep the UNet's feature maps channels-last (faster convolutions on GPUs)."""
+        self.denoiser.use_channels_last(enabled)
+        if self._graphed is not None:
+            self._graphed = GraphedDenoiser(self.denoiser)
 
     def set_attention_backend(self, name: str) -> None:
         """Prefer one SDPA kernel family ("cudnn", "flash", "efficient") or torch's "default" choice."""
@@ -180,11 +195,13 @@ class SyncHumanStage1Pipeline:
         self._sdpa_backends = ATTENTION_BACKENDS[name]
 
     def compile_blocks(self) -> None:
-        """``torch.compile`` the repeated blocks (regional compilation: identical blocks share code)."""
-        kinds = (ModulatedCrossBlock, MultiviewTransformer2D, ResnetBlock2D)
+        """``torch.compile`` the transformer blocks (regional: blocks of the same shape share code)."""
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         for module in self.denoiser.modules():
-            if isinstance(module, kinds):
-                module.compile()
+            if isinstance(module, (ModulatedCrossBlock, MultiviewTransformer2D)):
+                module.compile(dynamic=False)
 
     @contextmanager
     def _attention_kernels(self) -> Iterator[None]:
@@ -205,7 +222,8 @@ class SyncHumanStage1Pipeline:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         prompt_dir: str | Path | None = None,
-        vae_decode_chunk: int = 2,
+        vae_decode_chunk: int | None = None,
+        fast_gpu: bool | None = None,
     ) -> SyncHumanStage1Pipeline:
         """Load the official OneStage folder and the DINOv2 hub ``.pth`` file (offline, strict).
 
@@ -213,6 +231,9 @@ class SyncHumanStage1Pipeline:
         The prompt files (``normal_embeds.pt``, ``clr_embeds.pt``) are read from
         ``prompt_dir``, else from ``fixed_prompt_embeds_7view/`` or ``prompt_embeds/``
         inside ``ckpt_dir`` or beside it.  The unused text encoder is not loaded.
+        ``fast_gpu`` (default: on for CUDA devices) keeps the UNet channels-last and
+        replays the network as a CUDA graph; ``vae_decode_chunk`` is how many views
+        the VAE decodes at once (default 1 on CUDA, 2 elsewhere).
         """
         ckpt_dir, dinov2_path = Path(ckpt_dir), Path(dinov2)
         prompts = Path(prompt_dir) if prompt_dir is not None else find_prompt_dir(ckpt_dir)
@@ -230,7 +251,8 @@ class SyncHumanStage1Pipeline:
         )
         feature_extractor = CLIPImageProcessor.from_pretrained(ckpt_dir / "feature_extractor", local_files_only=True)
         structure_decoder = StructureDecoder.from_pretrained(ckpt_dir / "sparse_structure_decoder", device=device)
-        return cls(
+        on_gpu = device.type == "cuda"
+        pipe = cls(
             denoiser=denoiser,
             vae=vae.to(device).eval(),
             image_encoder=image_encoder.to(device).eval(),
@@ -239,8 +261,12 @@ class SyncHumanStage1Pipeline:
             dinov2=DinoV2.from_pretrained(dinov2_path, device=device, dtype=dtype),
             prompt_embeds=load_prompt_embeds(prompts),
             num_views=config.get("num_views", 5),
-            vae_decode_chunk=vae_decode_chunk,
+            vae_decode_chunk=vae_decode_chunk or (1 if on_gpu else 2),
         )
+        if fast_gpu if fast_gpu is not None else on_gpu:
+            pipe.set_channels_last(True)
+            pipe.set_cuda_graph(True)
+        return pipe
 
     # -- step 1-2: inputs and conditions --------------------------------------------------------------
 
@@ -327,13 +353,15 @@ class SyncHumanStage1Pipeline:
         latents = noise.multiview.to(self.device, torch.float32)
         structure = noise.structure.to(self.device, torch.float32)
         steps = flow_timesteps(num_inference_steps, RESCALE_T)
+        model = self._graphed or self.denoiser
         for i, (t, t_next) in enumerate(steps):
             normal, colour = latents.chunk(2)
             model_in = torch.cat([normal, normal, colour, colour])  # [4V, 4, h, w]
             model_in = torch.cat([model_in, conditions.image_latents], dim=1)  # [4V, 8, h, w]
-            v_2d, v_3d = self.denoiser(
+            v_2d, v_3d = self._predict(
+                model,
                 model_in,
-                1000 * t,
+                torch.tensor([1000 * t], device=self.device, dtype=torch.float64),
                 conditions.prompt_embeds,
                 conditions.class_labels,
                 torch.cat([structure, structure]),
@@ -348,6 +376,17 @@ class SyncHumanStage1Pipeline:
             if callback is not None:
                 callback(STAGE, i + 1, num_inference_steps)
         return latents, structure
+
+    def _predict(self, model, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One network call; a CUDA graph that cannot be captured falls back to eager calls."""
+        if model is self._graphed:
+            try:
+                return model(*args)
+            except RuntimeError as error:
+                logger.warning("CUDA graph capture failed (%s); running the network eagerly", error)
+                self._graphed = None
+                torch.cuda.synchronize(self.device)
+        return self.denoiser(*args)
 
     # -- step 5: decoding ------------------------------------------------------------------------------
 
