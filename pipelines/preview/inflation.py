@@ -55,7 +55,7 @@ class InflationConfig:
     """Gaussian blur (in cells) of the signed thickness field, against stair steps."""
     min_half_thickness: float = 1.0
     """Smallest half-thickness inside the silhouette, in cells (keeps thin parts closed)."""
-    max_faces: int = 30000
+    max_faces: int = 20000
     """Marching cubes over-tessellates a smooth body; it is decimated to this many faces."""
 
 

@@ -82,6 +82,7 @@ def test_a_worker_stopped_mid_job_hands_it_to_the_other_which_finishes_it_once(
         return record if record.status is JobStatus.running and record.stage in ("stage1", "stage2") else None
 
     running = wait_until(in_model_stage, 120, "the job to be inside a model stage", interval=0.05)
+    assert pinned_stack.redis.hlen(f"{PREFIX}:celery:unacked") == 1  # its message, held until the job ends
     heartbeats = {w["worker_id"]: w for w in pinned_stack.live_workers()}
     busy_device = heartbeats[running.worker_id]["cuda_visible_devices"]
     busy = pinned_stack.workers[busy_device]
