@@ -203,6 +203,7 @@ def install_hardening(app: FastAPI, settings) -> None:
         workers = await list_workers_async(ctx.redis, ctx.store.keys)
         return Response(render_metrics(snapshot, workers), media_type=CONTENT_TYPE_LATEST)
 
+    _document_hardening(app, settings)
     if settings.cors.allow_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -213,3 +214,41 @@ def install_hardening(app: FastAPI, settings) -> None:
             max_age=600,
         )
     app.add_middleware(RequestIdMiddleware)
+
+
+SUBMIT_PATHS = frozenset({"/v1/jobs", "/generate"})
+"""Operations that create jobs, hence answer 429/503 under the limits."""
+
+
+def _document_hardening(app: FastAPI, settings) -> None:
+    """Add the answers this module can give (401, 429, 503) and the bearer scheme to the OpenAPI schema."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        if settings.auth.enabled:
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
+                "type": "http", "scheme": "bearer", "description": "An API key from `synchuman keys create`."
+            }
+        for path, operations in schema.get("paths", {}).items():
+            guarded = path.startswith(PROTECTED_PREFIX) or path in ("/generate",)
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                if settings.auth.enabled and guarded:
+                    operation["security"] = [{"apiKey": []}]
+                    responses.setdefault("401", {"description": "`unauthorized`: no valid API key.", "content": error})
+                if path in SUBMIT_PATHS and method == "post":
+                    responses.setdefault("429", {
+                        "description": "`rate_limited` or `too_many_jobs_in_flight`; see `Retry-After`.",
+                        "content": error,
+                    })
+                    responses.setdefault("503", {
+                        "description": "`queue_full` or `service_unavailable`; see `Retry-After`.", "content": error
+                    })
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi

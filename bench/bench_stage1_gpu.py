@@ -85,7 +85,7 @@ def main() -> None:
     start = time.perf_counter()
     pipe = SyncHumanStage1Pipeline.from_pretrained(
         args.weights / "OneStage", dinov2=dinov2, device="cuda", dtype=DTYPES[args.dtype],
-        vae_decode_chunk=args.decode_chunk, fast_gpu=False,
+        vae_decode_chunk=args.decode_chunk,
     )
     load_s = time.perf_counter() - start
     weights_gib = torch.cuda.memory_allocated() / GIB

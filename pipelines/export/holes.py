@@ -216,14 +216,21 @@ def _remove_faces(mesh: TriangleMesh, keep: np.ndarray) -> TriangleMesh:
 def _min_cut_source_side(
     num_faces: int, adjacency: _Adjacency, edge_length: np.ndarray, inner: np.ndarray, outer: np.ndarray
 ) -> np.ndarray:
-    """(F,) bool: faces on the source (inner) side of the minimum cut."""
+    """(F,) bool: faces on the source (inner) side of the minimum cut.
+
+    Capacities follow the official export (shared edge length x 1000 between
+    faces, 1000 to the terminals), all scaled by 100 so that rounding them to
+    the integers scipy's max-flow needs keeps three significant digits.
+    """
     source, sink = num_faces, num_faces + 1
-    pair_cap = np.maximum(np.round(edge_length[adjacency.pair_edge] * 1000.0), 1).astype(np.int32)
+    pairs = adjacency.face_pairs
+    pair_cap = np.maximum(np.round(edge_length[adjacency.pair_edge] * 1000.0 * 100), 1).astype(np.int32)
+    terminal_cap = 1000 * 100
     inner_ids = np.nonzero(inner)[0]
     outer_ids = np.nonzero(outer)[0]
-    rows = np.concatenate([adjacency.face_pairs[:, 0], adjacency.face_pairs[:, 1], np.full(len(inner_ids), source), outer_ids])
-    cols = np.concatenate([adjacency.face_pairs[:, 1], adjacency.face_pairs[:, 0], inner_ids, np.full(len(outer_ids), sink)])
-    caps = np.concatenate([pair_cap, pair_cap, np.full(len(inner_ids) + len(outer_ids), 1000, np.int32)])
+    rows = np.concatenate([pairs[:, 0], pairs[:, 1], np.full(len(inner_ids), source), outer_ids])
+    cols = np.concatenate([pairs[:, 1], pairs[:, 0], inner_ids, np.full(len(outer_ids), sink)])
+    caps = np.concatenate([pair_cap, pair_cap, np.full(len(inner_ids) + len(outer_ids), terminal_cap, np.int32)])
     n = num_faces + 2
     capacity = sparse.csr_matrix((caps, (rows, cols)), shape=(n, n), dtype=np.int32)
     capacity.sum_duplicates()

@@ -20,12 +20,15 @@ from dataclasses import dataclass
 import torch
 
 _CHUNK_CANDIDATES = 1 << 23
-"""Maximum (triangle, pixel) pairs tested at once: bounds peak memory (~0.5 GB)."""
+"""Maximum (triangle, pixel) pairs tested at once: bounds peak memory (about 1 GB)."""
 
 
 @dataclass
 class Rasterization:
-    """Per-pixel result of a rasterisation of ``height`` x ``width`` pixels."""
+    """Per-pixel result of a rasterisation of ``height`` x ``width`` pixels.
+
+    Shapes below are for one view; a batched call adds a leading view dimension B.
+    """
 
     face_id: torch.Tensor
     """(H, W) int64: index of the visible face, -1 where no face covers the pixel."""
@@ -48,7 +51,7 @@ class Rasterization:
 
 
 def _edge(ax, ay, bx, by, px, py):
-    """Twice the signed area of (a, b, p); positive when p is left of a->b in y-down pixels."""
+    """Twice the signed area of the triangle (a, b, p) (sign depends on the winding)."""
     return (bx - ax) * (py - ay) - (by - ay) * (px - ax)
 
 

@@ -9,12 +9,12 @@ composited front to back per pixel:
 
     C = sum_i c_i a_i prod_{j<i} (1 - a_j),   a_i = min(0.99, o_i exp(-d^T Conic_i d / 2))
 
-with contributions below 1/255 dropped.  The image is cut into 16 x 16 tiles
-and every (tile, Gaussian) pair is listed, sorted by tile then depth.  The
-products of (1 - a_j) are computed for all pairs at once as a cumulative sum
-of log(1 - a) restarted at each tile (float64), so a view is a few batched
-tensor operations per chunk of pairs rather than a loop over Gaussians.  No
-gradients are needed (the renders are bake targets).
+with contributions below 1/255 dropped.  The image is cut into 16 x 16 tiles;
+every (tile, Gaussian) pair is listed and sorted by tile, then depth.  Each
+round composites the next ``chunk`` Gaussians of every tile that still has
+some, all tiles at once (a cumulative product over the chunk, carried
+transmittance between rounds), so a view costs a few dozen batched tensor
+operations per round.  No gradients are needed (the renders are bake targets).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ class SplatConfig:
     kernel_size: float = 0.1
     """Screen-space dilation added to each 2D covariance, in pixels^2."""
     near: float = 0.2
-    chunk_pairs: int = 1 << 15
-    """(tile, Gaussian) pairs composited at once: memory ~ chunk_pairs * 256 * 40 bytes."""
+    chunk: int = 64
+    """Gaussians composited per tile per round."""
     sigma_extent: float = 3.0
     """Footprint radius in standard deviations."""
 
@@ -151,32 +151,38 @@ def render_gaussians(
         depth_rank[torch.argsort(depth[keep])] = torch.arange(len(keep), device=device)
         order = torch.argsort(tile * len(keep) + depth_rank[owner])
         pair_gaussian = keep[owner[order]]  # (P,) Gaussian ids, grouped by tile, near to far
-        pair_tile = tile[order]  # (P,) non-decreasing
-        # Pixel offsets inside a tile: (256, 2).
+        tile_count = torch.bincount(tile, minlength=num_tiles)
+        tile_start = torch.cumsum(tile_count, 0) - tile_count
+
+        # Pixel centres of each tile: (T, 256, 2).
         local = torch.arange(TILE, device=device, dtype=torch.float32) + 0.5
         py, px = torch.meshgrid(local, local, indexing="ij")
-        offsets = torch.stack([px.reshape(-1), py.reshape(-1)], 1)
-        log_t = torch.zeros(num_tiles, TILE * TILE, dtype=torch.float64, device=device)  # log transmittance so far
-        chunk = config.chunk_pairs
-        for start in range(0, len(pair_gaussian), chunk):
-            gid = pair_gaussian[start : start + chunk]  # (C,)
-            tid = pair_tile[start : start + chunk]  # (C,)
-            origin = torch.stack([(tid % tiles_x) * TILE, torch.div(tid, tiles_x, rounding_mode="floor") * TILE], 1)
-            d = origin.float().unsqueeze(1) + offsets.unsqueeze(0) - mean[gid].unsqueeze(1)  # (C, 256, 2)
-            cn = conic[gid]  # (C, 3)
-            power = -0.5 * (cn[:, 0:1] * d[..., 0] ** 2 + cn[:, 2:3] * d[..., 1] ** 2) - cn[:, 1:2] * d[..., 0] * d[..., 1]
-            alpha = (opacity[gid].unsqueeze(1) * torch.exp(power.clamp(max=0.0))).clamp(max=0.99)  # (C, 256)
-            alpha = torch.where(alpha >= 1.0 / 255.0, alpha, torch.zeros_like(alpha))
-            log_keep = torch.log1p(-alpha.double())  # (C, 256)
-            # Exclusive cumulative sum within each tile's run of pairs (pairs are sorted by tile).
-            inclusive = torch.cumsum(log_keep, dim=0)
-            exclusive = inclusive - log_keep
-            first = torch.searchsorted(tid, tid)  # (C,) index of the tile's first pair in this chunk
-            exclusive = exclusive - exclusive[first]
-            weight = alpha * torch.exp(log_t[tid] + exclusive).float()  # (C, 256)
-            color.index_add_(0, tid, weight.unsqueeze(-1) * g.colors[gid].unsqueeze(1))
-            log_t.index_add_(0, tid, log_keep)
-        transmittance = torch.exp(log_t).float()
+        tile_ids = torch.arange(num_tiles, device=device)
+        origin = torch.stack([(tile_ids % tiles_x) * TILE, torch.div(tile_ids, tiles_x, rounding_mode="floor") * TILE], 1)
+        pixels = origin.float().unsqueeze(1) + torch.stack([px.reshape(-1), py.reshape(-1)], 1).unsqueeze(0)
+
+        # Round r composites the Gaussians r*chunk .. (r+1)*chunk - 1 of every tile that has them.
+        chunk = config.chunk
+        rounds = int((tile_count.max().item() + chunk - 1) // chunk)
+        slot = torch.arange(chunk, device=device)
+        for r in range(rounds):
+            active = torch.nonzero(tile_count > r * chunk).squeeze(1)  # (A,)
+            index = r * chunk + slot.unsqueeze(0)  # (1, chunk)
+            present = index < tile_count[active].unsqueeze(1)  # (A, chunk)
+            pair = (tile_start[active].unsqueeze(1) + index).clamp(max=len(pair_gaussian) - 1)
+            gid = pair_gaussian[pair]  # (A, chunk)
+            d = pixels[active].unsqueeze(1) - mean[gid].unsqueeze(2)  # (A, chunk, 256, 2)
+            cn = conic[gid]  # (A, chunk, 3)
+            power = -0.5 * (
+                cn[..., 0:1] * d[..., 0] ** 2 + cn[..., 2:3] * d[..., 1] ** 2
+            ) - cn[..., 1:2] * d[..., 0] * d[..., 1]  # (A, chunk, 256)
+            alpha = (opacity[gid].unsqueeze(2) * torch.exp(power.clamp(max=0.0))).clamp(max=0.99)
+            alpha = torch.where((alpha >= 1.0 / 255.0) & present.unsqueeze(2), alpha, torch.zeros_like(alpha))
+            survive = torch.cumprod(1.0 - alpha, dim=1)  # (A, chunk, 256)
+            before = torch.cat([torch.ones_like(survive[:, :1]), survive[:, :-1]], dim=1)
+            weight = alpha * before * transmittance[active].unsqueeze(1)  # (A, chunk, 256)
+            color[active] += torch.einsum("akp,akc->apc", weight, g.colors[gid])
+            transmittance[active] = transmittance[active] * survive[:, -1]
 
     # Tiles -> image: (T, 256, C) -> (H, W, C).
     image = color.view(tiles_x, tiles_x, TILE, TILE, 3).permute(0, 2, 1, 3, 4).reshape(tiles_x * TILE, tiles_x * TILE, 3)

@@ -36,8 +36,8 @@ class AppearanceConfig:
     """Back colours are a little darker: a back is usually in the shade of the photo's light."""
     flank_width: float = 0.35
     """|n_y| below which front and back colours blend."""
-    head_search: tuple[float, float] = (0.08, 0.3)
-    """Band (fractions of the person's height from the top) in which a head ends."""
+    head_search_depth: float = 0.3
+    """The head is looked for in this top fraction of the person's height."""
     shoulder_ratio: float = 1.4
     """A row this much wider than the head is taken as the shoulders."""
     min_head_rows: float = 0.03
@@ -109,8 +109,8 @@ def find_head(mask: np.ndarray, config: AppearanceConfig = AppearanceConfig()) -
     neck and widens again at the shoulders (the first row clearly wider than
     the head a few rows higher, once the head is half as tall as wide).  The
     neck is the narrowest row between the head's widest row and the
-    shoulders; without shoulders the head is taken as 1.3 times as tall as
-    wide.  A crouching person whose shoulders rise beside the head still
+    shoulders, kept between 1 and 1.5 head widths below the crown; without
+    shoulders the head is taken as 1.3 times as tall as wide.  A crouching person whose shoulders rise beside the head still
     gets the head's own columns, since only the run under the crown counts.
     """
     rows = np.flatnonzero(mask.any(axis=1))
@@ -119,7 +119,7 @@ def find_head(mask: np.ndarray, config: AppearanceConfig = AppearanceConfig()) -
     top, bottom = int(rows[0]), int(rows[-1])
     height = bottom - top + 1
     crown = int(round(np.flatnonzero(mask[top : top + 3].any(axis=0)).mean()))
-    last = min(top + int(config.head_search[1] * height), mask.shape[0])
+    last = min(top + int(config.head_search_depth * height), mask.shape[0])
     widths, centres = [], []
     started = np.flatnonzero(mask[top:last, crown])
     if started.size == 0:

@@ -47,7 +47,7 @@ from pipelines.preview.topology import repair_closed_manifold
 class InflationConfig:
     """How the silhouette is turned into a volume."""
 
-    grid_resolution: int = 224
+    grid_resolution: int = 192
     """Cells across the unit cube for the thickness field and marching cubes."""
     depth_scale: float = 0.72
     """Front-to-back thickness relative to a round cross-section."""

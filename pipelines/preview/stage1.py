@@ -90,9 +90,7 @@ class PreviewMultiviewPipeline:
 
         # 4. render the five views
         scale = self.config.supersampling
-        buffers = self.renderer.render(
-            mesh.vertices, normals, mesh.faces, STAGE1_VIEWS, VIEW_SIZE * scale
-        )
+        buffers = self.renderer.render(mesh.vertices, normals, mesh.faces, STAGE1_VIEWS, VIEW_SIZE * scale)
         colors = [_to_image(on_white(inputs.body))]
         colors += [_shade(b, appearance, scale) for b in buffers[1:4]]
         colors.append(_to_image(on_white(inputs.face)))
@@ -106,8 +104,13 @@ class PreviewMultiviewPipeline:
             normals=normal_maps,
             coords=coords,
             timings=timings,
-            extras={"method": "preview", "shape": shape, "appearance": appearance,
-                    "mesh": mesh, "vertex_normals": normals},
+            extras={
+                "method": "preview",
+                "shape": shape,
+                "appearance": appearance,
+                "mesh": mesh,
+                "vertex_normals": normals,
+            },
         )
 
 
@@ -137,10 +140,11 @@ def _composite(rgb: np.ndarray, mask: np.ndarray, scale: int) -> Image.Image:
     larger and coverage-weighted colours are averaged over ``scale`` x ``scale``
     blocks (anti-aliasing).  At ``scale`` 1 edges are hard, pixel-exact."""
     alpha = mask.astype(np.float32)[..., None]  # (H, W, 1)
+    if scale == 1:
+        return _to_image(rgb * alpha + (1.0 - alpha))
     premultiplied = np.concatenate([rgb.astype(np.float32) * alpha, alpha], axis=-1)  # (H, W, 4)
-    if scale > 1:
-        size = rgb.shape[0] // scale
-        premultiplied = cv2.resize(premultiplied, (size, size), interpolation=cv2.INTER_AREA)
+    size = rgb.shape[0] // scale
+    premultiplied = cv2.resize(premultiplied, (size, size), interpolation=cv2.INTER_AREA)
     color, coverage = premultiplied[..., :3], premultiplied[..., 3:]
     return _to_image(color + (1.0 - coverage))
 

@@ -140,13 +140,16 @@ def bake_texture(
     """(size, size) RGB texture: each texel coloured at its surface point by ``appearance``."""
     faces_t = torch.from_numpy(np.ascontiguousarray(mesh.faces, dtype=np.int64))
     raster = rasterize_uv(faces_t, torch.from_numpy(np.ascontiguousarray(uvs, dtype=np.float32)), size)
-    covered = raster.mask.numpy()  # (S, S)
-    points = raster.interpolate(torch.from_numpy(mesh.vertices.astype(np.float32)), faces_t).numpy()  # (S, S, 3)
-    texel_normals = raster.interpolate(torch.from_numpy(normals.astype(np.float32)), faces_t).numpy()
-    texel_normals /= np.maximum(np.linalg.norm(texel_normals, axis=-1, keepdims=True), 1e-8)
+    face_id = raster.face_id.numpy()  # (S, S), -1 where no chart
+    covered = face_id >= 0
     rows, cols = np.nonzero(covered)
+    corners = mesh.faces[face_id[rows, cols]]  # (K, 3) vertex ids of each covered texel's face
+    bary = raster.bary.numpy()[rows, cols][..., None]  # (K, 3, 1)
+    points = (bary * mesh.vertices[corners]).sum(axis=1)  # (K, 3)
+    texel_normals = (bary * normals[corners]).sum(axis=1)  # (K, 3)
+    texel_normals /= np.maximum(np.linalg.norm(texel_normals, axis=-1, keepdims=True), 1e-8)
     texture = np.ones((size, size, 3), dtype=np.float32)
-    texture[rows, cols] = appearance.colors(points[rows, cols], texel_normals[rows, cols])
+    texture[rows, cols] = appearance.colors(points, texel_normals)
     if dilation > 0 and covered.any():
         distance, (near_r, near_c) = ndimage.distance_transform_edt(~covered, return_indices=True)
         spill = (~covered) & (distance <= dilation)

@@ -174,3 +174,20 @@ def test_unwrap_in_pieces_packs_one_atlas():
     area = _uv_areas(uvs[out.faces]).sum()
     assert 0.3 < area < 1.0
     assert abs(r.mask.float().mean().item() - area) < 0.05
+
+
+def test_glb_normals_are_continuous_across_uv_seams():
+    mesh, uvs = unwrap_uv(bumpy_sphere(2))
+    data = glb_bytes(mesh, uvs, _checker(16))
+    loaded = trimesh.load(io.BytesIO(data), file_type="glb", process=False)
+    (geometry,) = loaded.geometry.values()
+    normals = np.asarray(geometry.vertex_normals)
+    positions = np.asarray(geometry.vertices)
+    _, group = np.unique(positions, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    assert len(np.unique(group)) < len(positions)  # there are seams
+    for g in np.unique(group)[:200]:
+        copies = normals[group == g]
+        np.testing.assert_allclose(copies, copies[0:1].repeat(len(copies), 0), atol=1e-5)
+    # Outward: a sphere's normals point away from its centre.
+    assert (np.einsum("ij,ij->i", normals, positions) > 0).all()

@@ -61,10 +61,10 @@ def test_reduced_precision_three_step_run_close_to_float32(parity_dir, dtype, fa
     onestage = parity_dir / "onestage"
     golden = load_file(onestage / "golden/pipeline_run_model_3steps.safetensors")
     pipe = SyncHumanStage1Pipeline.from_pretrained(
-        onestage / "ckpt", dinov2=onestage / "dinov2/dinov2_vitl14_reg4_tiny.pth", device="cuda", dtype=dtype,
-        fast_gpu=fast_gpu,
+        onestage / "ckpt", dinov2=onestage / "dinov2/dinov2_vitl14_reg4_tiny.pth", device="cuda", dtype=dtype
     )
-    assert (pipe._graphed is not None) == fast_gpu
+    pipe.set_channels_last(fast_gpu)
+    pipe.set_cuda_graph(fast_gpu)
     conditions, _ = pipe.encode_conditions(Image.open(onestage / "input.png"))
     noise = Stage1Noise(multiview=golden["rng.01"], structure=golden["rng.02"])
     latents, structure = pipe.sample(conditions, noise, num_inference_steps=3)

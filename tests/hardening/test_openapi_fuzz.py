@@ -1,13 +1,15 @@
 """Schemathesis against the live OpenAPI schema: no server errors, every answer as documented.
 
 Real uvicorn, Redis and a Celery worker (on pipelines that finish at once, so
-the synchronous ``/generate`` answers quickly).  The number of examples per
+the synchronous ``/generate`` answers quickly), with API keys required as in
+the compose deployment: every call carries a valid key.  The number of examples per
 operation is bounded to keep the run to about a minute on a CPU machine.
 """
 
 from __future__ import annotations
 
 import pytest
+import redis
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -17,6 +19,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from shared.auth import KeyStore
 from tests.hardening.processes import RedisServer, Stack
 
 pytestmark = pytest.mark.slow
@@ -30,9 +33,12 @@ def live_stack(tmp_path_factory):
     redis_server = RedisServer(workdir, aof=False).start()
     stack = Stack(workdir, redis_server,
                   SYNCHUMAN_WORKER__PIPELINE_FACTORY="tests.hardening.fault_pipelines:load_quick_pipelines",
-                  SYNCHUMAN_API__GENERATE_TIMEOUT_S="20").start_api()
+                  SYNCHUMAN_API__GENERATE_TIMEOUT_S="20", SYNCHUMAN_AUTH__ENABLED="true").start_api()
     stack.start_worker()
     stack.wait_warm()
+    client = redis.Redis.from_url(redis_server.url)
+    stack.token = KeyStore(client, prefix=stack.prefix).create("fuzzer").token
+    client.close()
     yield stack
     stack.stop()
     redis_server.stop()
@@ -52,6 +58,7 @@ schema = schemathesis.pytest.from_fixture("live_schema")
 def test_live_api_conforms_to_its_schema(case, live_stack):
     case.call_and_validate(
         base_url=live_stack.api_url,
+        headers={"Authorization": f"Bearer {live_stack.token}"},
         checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
         timeout=60,
     )

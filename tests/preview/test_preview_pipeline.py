@@ -93,6 +93,25 @@ def test_views_follow_the_official_orientation(sample_runs):
         assert np.asarray(run.views.colors[2])[back].std() > 10
 
 
+def test_face_view_is_the_official_close_up(sample_runs):
+    for run in sample_runs:
+        crop = run.views.input_image.crop((256, 0, 512, 256)).resize((VIEW_SIZE, VIEW_SIZE))
+        assert np.array_equal(np.asarray(run.views.colors[4]), np.round(on_white(crop) * 255).astype(np.uint8))
+        # Its normal map is the body rendered through the same 3x window.
+        mask = np.asarray(crop.getchannel("A")) > 127
+        assert _iou(_silhouette(run.views.normals[4]), mask) >= 0.95, run.name
+
+
+def test_side_view_agrees_with_the_occupancy(sample_runs):
+    """View 1 (camera at +x, column = +y) shows the occupancy projected along x."""
+    for run in sample_runs:
+        side = _silhouette(run.views.normals[1]).reshape(64, 12, 64, 12).mean(axis=(1, 3)) > 0.5
+        projected = np.zeros((64, 64), dtype=bool)
+        y, z = run.views.coords[:, 2], run.views.coords[:, 3]
+        projected[63 - z, y] = True  # row 63 - z, column y (spec section 4.1)
+        assert _iou(side, projected) >= 0.95, run.name
+
+
 def test_occupancy_lies_inside_the_silhouette_extrusion(sample_runs):
     for run in sample_runs:
         mask = np.asarray(run.views.input_image.getchannel("A")) > 0

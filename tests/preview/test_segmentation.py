@@ -40,6 +40,13 @@ def test_tiny_object_is_refused():
     assert info.value.code == "no_foreground"
 
 
+def test_small_cutout_on_a_large_canvas_is_accepted():
+    image = Image.new("RGBA", (3000, 3000), (0, 0, 0, 0))
+    image.paste((90, 60, 40, 255), (1400, 1200, 1480, 1500))  # 80 x 300 px: 0.3 % of the canvas
+    out = ensure_person_rgba(image)  # kept, not refused as "too small a fraction"
+    assert np.array_equal(np.asarray(out), np.asarray(image))
+
+
 def test_opaque_photo_is_segmented_to_the_person(rgb_photo):
     require_segmenter()
     photo, truth = rgb_photo
@@ -55,6 +62,11 @@ def test_opaque_rgba_is_segmented_like_rgb(rgb_photo):
     require_segmenter()
     photo, truth = rgb_photo
     out = ensure_person_rgba(photo.convert("RGBA"))  # alpha 255 everywhere: no cut-out
+    assert _iou(np.asarray(out.getchannel("A")) > 0, truth) >= 0.85
+    # A few transparent pixels (a cropped corner) do not make a photo a cut-out.
+    almost = photo.convert("RGBA")
+    almost.paste((0, 0, 0, 0), (0, 0, 20, 20))
+    out = ensure_person_rgba(almost)
     assert _iou(np.asarray(out.getchannel("A")) > 0, truth) >= 0.85
 
 
