@@ -238,7 +238,7 @@ class CrossSpaceDenoiser(nn.Module):
         return self.conv_in.weight.dtype
 
     channels_last = False
-    """Whether the 2D feature maps are kept channels-last (faster convolutions on GPUs)."""
+    """Whether the 2D feature maps are kept channels-last (see :meth:`use_channels_last`)."""
 
     def use_channels_last(self, enabled: bool = True) -> None:
         """Store the 2D convolution weights (and so the UNet's maps) channels-last, or back."""

@@ -177,13 +177,20 @@ class SyncHumanStage1Pipeline:
         self._graphed: GraphedDenoiser | None = None
 
     def set_cuda_graph(self, enabled: bool) -> None:
-        """Replay the network as a captured CUDA graph during sampling (CUDA only)."""
+        """Replay the network as a captured CUDA graph during sampling (CUDA only).
+
+        Measured on an H100 (float16): 238 vs 241 ms per step (the run is GPU-bound)
+        while the graph's private memory pool keeps ~4 GiB more reserved.
+        """
         if enabled and self.device.type != "cuda":
             raise ValueError("CUDA graphs need the pipeline on a CUDA device")
         self._graphed = GraphedDenoiser(self.denoiser) if enabled else None
 
     def set_channels_last(self, enabled: bool) -> None:
-        """Keep the UNet's feature maps channels-last (faster convolutions on GPUs)."""
+        """Keep the UNet's feature maps channels-last (a GPU tuning option).
+
+        Measured on an H100 (float16, eager): 259 vs 241 ms per step, so off by default.
+        """
         self.denoiser.use_channels_last(enabled)
         if self._graphed is not None:
             self._graphed = GraphedDenoiser(self.denoiser)
@@ -246,7 +253,9 @@ class SyncHumanStage1Pipeline:
         denoiser = CrossSpaceDenoiser.from_pretrained(
             ckpt_dir / "SyncHuman_2D3DCrossSpaceDiffusion", device=device, dtype=dtype
         )
-        vae = AutoencoderKL.from_pretrained(ckpt_dir / "vae", torch_dtype=dtype, local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(
+            ckpt_dir / "vae", torch_dtype=dtype, local_files_only=True, low_cpu_mem_usage=False
+        )
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(
             ckpt_dir / "image_encoder", torch_dtype=dtype, local_files_only=True
         )
