@@ -336,11 +336,24 @@ def concurrent_seconds(records: list[JobRecord]) -> float:
     return total
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; utime, stime are fields 14, 15
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def batch(service: Service, photo: bytes, options: dict, jobs: int, timeout: float) -> dict:
     """Submit ``jobs`` at once, wait for all; wall time from the first submission to the last finish."""
+    pids = [w.pid for w in service.workers.values() if w.poll() is None]
+    cpu_before = cpu_seconds(pids)
     submitted = time.time()
     job_ids = [service.submit(photo, options) for _ in range(jobs)]
     records = service.wait_finished(job_ids, timeout)
+    cpu_used = cpu_seconds(pids) - cpu_before
     durations = [r.finished_at - r.started_at for r in records]
     per_worker: dict[str, int] = {}
     for r in records:
@@ -355,6 +368,8 @@ def batch(service: Service, photo: bytes, options: dict, jobs: int, timeout: flo
         "ran_exactly_once": sum(ran_exactly_once(r) for r in records),
         "jobs": len(records),
         "concurrent_s": round(concurrent_seconds(records), 2),
+        "worker_cpu_s_per_job": round(cpu_used / len(records), 2),
+        "load_average_1m": round(os.getloadavg()[0], 1),
     }
 
 
@@ -486,10 +501,12 @@ def report(figures: dict) -> str:
         f" options {json.dumps(figures['options'])}; cores per worker {figures['cpus_per_worker'] or 'all'}",
         f"worker load (to warm): {figures['load_s']} s",
         f"1 worker : wall {one['wall_s']} s, job median {one['job_s_median']} s, ran exactly once"
-        f" {one['ran_exactly_once']}/{one['jobs']}",
+        f" {one['ran_exactly_once']}/{one['jobs']}, worker CPU {one['worker_cpu_s_per_job']} s/job,"
+        f" load average {one['load_average_1m']}",
         f"{n} workers: wall {many['wall_s']} s, job median {many['job_s_median']} s, ran exactly once"
         f" {many['ran_exactly_once']}/{many['jobs']}, jobs per worker {sorted(many['jobs_per_worker'].values())},"
-        f" >=2 workers running for {many['concurrent_s']} s",
+        f" >=2 workers running for {many['concurrent_s']} s, worker CPU {many['worker_cpu_s_per_job']} s/job,"
+        f" load average {many['load_average_1m']}",
         f"wall {n} workers / 1 worker = {figures['ratio_n_over_one']} (speed-up {figures['speedup']}x;"
         f" issue 8 asks <= {TARGET_RATIO} for 2 workers: {'met' if figures['ratio_n_over_one'] <= TARGET_RATIO else 'NOT met'})",
         f"GPUs, 1 worker : {json.dumps(one['gpus'])}",

@@ -62,17 +62,21 @@ class MetricKeys:
         return f"{self.prefix}:metrics:hist:{name}:{label}"
 
 
-def count_transition(pipe, keys: MetricKeys, old: str | None, new: str) -> None:
-    """Queue the status-count change of one job moving ``old`` -> ``new`` on ``pipe``.
+def count_transition(pipe, keys: MetricKeys, old: str | None, new: str, error_code: str | None = None) -> None:
+    """Queue the count changes of one job moving ``old`` -> ``new`` on ``pipe``.
 
     Call it inside the transaction that writes the status change, so the counts
-    move exactly when the records do.  ``old`` is None for a new job.
+    move exactly when the records do, once per job whoever fails it (worker,
+    watchdog, attempt limit).  ``old`` is None for a new job; ``error_code`` is
+    the failed job's code.
     """
     if old == new:
         return
     if old is not None:
         pipe.hincrby(keys.jobs_by_status, old, -1)
     pipe.hincrby(keys.jobs_by_status, new, 1)
+    if new == "failed" and error_code:
+        pipe.hincrby(keys.failures, error_code, 1)
 
 
 @dataclass
@@ -121,10 +125,6 @@ class JobMetrics:
     def observe_stage(self, stage: str, seconds: float) -> None:
         """Seconds one stage of one job ran."""
         self._observe("stage", stage, max(seconds, 0.0))
-
-    @_best_effort
-    def count_failure(self, code: str) -> None:
-        self.redis.hincrby(self.keys.failures, code, 1)
 
     @_best_effort
     def count_webhook(self, outcome: str) -> None:

@@ -102,7 +102,8 @@ class JobStore:
                         return current
                     pipe.multi()
                     pipe.set(key, new.model_dump_json(), ex=self.retention_s)
-                    count_transition(pipe, MetricKeys(self.keys.prefix), current.status.value, new.status.value)
+                    count_transition(pipe, MetricKeys(self.keys.prefix), current.status.value, new.status.value,
+                                     new.error.code if new.error else None)
                     if new.status is not JobStatus.queued:
                         pipe.zrem(self.keys.queue, job_id)
                     pipe.execute()
@@ -181,7 +182,8 @@ class AsyncJobStore:
                         return current
                     pipe.multi()
                     pipe.set(key, new.model_dump_json(), ex=self.retention_s)
-                    count_transition(pipe, MetricKeys(self.keys.prefix), current.status.value, new.status.value)
+                    count_transition(pipe, MetricKeys(self.keys.prefix), current.status.value, new.status.value,
+                                     new.error.code if new.error else None)
                     if new.status is not JobStatus.queued:
                         pipe.zrem(self.keys.queue, job_id)
                     await pipe.execute()

@@ -60,7 +60,7 @@ def stage_limits(settings: Settings) -> dict[str, float]:
             "export": w.export_s, "upload": w.upload_s}
 
 
-def fail_timed_out(store: JobStore, on_failed: Callable[[str], None] | None = None):
+def fail_timed_out(store: JobStore):
     """The watchdog's ``on_timeout``: mark the job failed with ``timeout`` (once)."""
 
     def on_timeout(job_id: str, stage: str, limit_s: float) -> None:
@@ -71,9 +71,7 @@ def fail_timed_out(store: JobStore, on_failed: Callable[[str], None] | None = No
                 return None
             return transition(record, JobStatus.failed, error=JobError(**error.to_dict()))
 
-        record = retry_on_redis_errors(lambda: store.update(job_id, fail), deadline_s=10.0)
-        if record.status is JobStatus.failed and record.error and record.error.code == error.code and on_failed:
-            on_failed(error.code)
+        retry_on_redis_errors(lambda: store.update(job_id, fail), deadline_s=10.0)
 
     return on_timeout
 

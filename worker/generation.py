@@ -167,9 +167,7 @@ def _pipeline_input_error(exc: Exception) -> dict[str, Any] | None:
 
 def _fail(runtime: WorkerRuntime, job_id: str, error: dict[str, Any]) -> JobRecord:
     log.info("job failed", extra={"job_id": job_id, "code": error["code"]})
-    record = retry_on_redis_errors(lambda: runtime.store.transition(job_id, JobStatus.failed, error=JobError(**error)))
-    runtime.metrics.count_failure(error["code"])
-    return record
+    return retry_on_redis_errors(lambda: runtime.store.transition(job_id, JobStatus.failed, error=JobError(**error)))
 
 
 def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str], dict[str, float]]:

@@ -110,8 +110,9 @@ def find_head(mask: np.ndarray, config: AppearanceConfig = AppearanceConfig()) -
     the head a few rows higher, once the head is half as tall as wide).  The
     neck is the narrowest row between the head's widest row and the
     shoulders, kept between 1 and 1.5 head widths below the crown; without
-    shoulders the head is taken as 1.3 times as tall as wide.  A crouching person whose shoulders rise beside the head still
-    gets the head's own columns, since only the run under the crown counts.
+    shoulders the head is taken as 1.3 times as tall as wide.  A crouching
+    person whose shoulders rise beside the head still gets the head's own
+    columns, since only the run under the crown counts.
     """
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size < 8:

@@ -136,7 +136,9 @@ def body_shape(alpha: np.ndarray, config: InflationConfig = InflationConfig()) -
     return BodyShape(half_thickness=height / res, signed_distance=(signed / res).astype(np.float32))
 
 
-def body_mesh(shape: BodyShape, max_faces: int = InflationConfig.max_faces) -> tuple[TriangleMesh, np.ndarray]:
+def body_mesh(
+    shape: BodyShape, max_faces: int = InflationConfig.max_faces
+) -> tuple[TriangleMesh, np.ndarray]:
     """Closed surface ``F = min(d(x, z), h(x, z) - |y|) = 0`` by marching cubes.
 
     Returns the mesh (official frame, faces counter-clockwise from outside) and

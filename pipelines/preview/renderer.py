@@ -141,7 +141,8 @@ class OrthoRenderer:
                 buffers = []
                 for attachment in range(2):
                     raw = fbo.read(components=4, attachment=attachment, dtype="f4")
-                    image = np.frombuffer(raw, dtype=np.float32).reshape(size, size, 4)[::-1]  # (H, W, 4), top row first
+                    # (H, W, 4) with the top row first (OpenGL reads bottom-up)
+                    image = np.frombuffer(raw, dtype=np.float32).reshape(size, size, 4)[::-1]
                     buffers.append(image)
                 position, normal = buffers
                 out.append(

@@ -75,13 +75,15 @@ def collapse_degenerate_faces(vertices: np.ndarray, faces: np.ndarray, rel_area:
             corners = faces[face].tolist()
             if touched.intersection(corners):
                 continue  # one collapse per neighbourhood and pass
-            lengths = [np.linalg.norm(vertices[corners[k]] - vertices[corners[(k + 1) % 3]]) for k in range(3)]
+            ends = vertices[corners]  # (3, 3)
+            lengths = np.linalg.norm(ends - np.roll(ends, -1, axis=0), axis=1)  # edge k runs k -> k + 1
             k = int(np.argmin(lengths))
             keep, drop = corners[k], corners[(k + 1) % 3]
             replace[drop] = keep
             touched.update(corners)
         faces = replace[faces]
-        faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+        distinct = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+        faces = faces[distinct]
     return faces
 
 

@@ -306,6 +306,15 @@ class Stack:
         finally:
             client.close()
 
+    def failures_counted(self) -> dict[str, int]:
+        """``/metrics``' failures by code, as the job store counted them."""
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            raw = client.hgetall(f"{self.prefix}:metrics:failures")
+        finally:
+            client.close()
+        return {k.decode(): int(v) for k, v in raw.items()}
+
     def wait_status(self, job_id: str, statuses: set[str], timeout_s: float = 60):
         def reached():
             record = self.record(job_id)

@@ -35,17 +35,17 @@ def _samples(body: bytes) -> dict[tuple[str, tuple], float]:
 def test_counts_and_histograms_written_by_workers_reach_the_exposition(redis_server, redis_client):
     metrics = JobMetrics(redis_client, prefix=PREFIX)
     keys = MetricKeys(PREFIX)
-    for old, new in [(None, "queued"), (None, "queued"), ("queued", "running"), ("running", "failed")]:
+    moves = [(None, "queued", None), (None, "queued", None), ("queued", "running", None),
+             ("running", "failed", "timeout")]
+    for old, new, code in moves:
         pipe = redis_client.pipeline()
-        count_transition(pipe, keys, old, new)
+        count_transition(pipe, keys, old, new, code)
         pipe.execute()
     redis_client.zadd(f"{PREFIX}:queue", {"a": 1})
     metrics.observe_wait(0.3)
     metrics.observe_wait(20.0)
     metrics.observe_stage("stage1", 0.07)
     metrics.observe_stage("stage1", 4000.0)
-    metrics.count_failure("timeout")
-    metrics.count_failure("timeout")
     metrics.count_webhook("delivered")
 
     worker = WorkerHeartbeat(worker_id="w1", hostname="h", pid=1, pipeline="preview",
@@ -56,7 +56,7 @@ def test_counts_and_histograms_written_by_workers_reach_the_exposition(redis_ser
     assert samples[("synchuman_jobs", (("status", "queued"),))] == 1
     assert samples[("synchuman_jobs", (("status", "running"),))] == 0
     assert samples[("synchuman_jobs", (("status", "failed"),))] == 1
-    assert samples[("synchuman_job_failures_total", (("code", "timeout"),))] == 2
+    assert samples[("synchuman_job_failures_total", (("code", "timeout"),))] == 1
     assert samples[("synchuman_webhook_deliveries_total", (("outcome", "delivered"),))] == 1
     assert samples[("synchuman_job_wait_seconds_bucket", (("le", "0.5"),))] == 1
     assert samples[("synchuman_job_wait_seconds_bucket", (("le", "30.0"),))] == 2

@@ -35,13 +35,12 @@ def redis_aof(tmp_path_factory):
 
 
 @pytest.fixture()
-def stack(redis_aof, tmp_path, request):
+def stack(redis_aof, tmp_path):
+    """A fresh API (own key prefix) on the module's Redis; failing asserts print its logs."""
     stack = Stack(tmp_path, redis_aof, SYNCHUMAN_WORKER__VISIBILITY_TIMEOUT_S=str(VISIBILITY_S),
                   SYNCHUMAN_WORKER__MAX_ATTEMPTS="2").start_api()
     yield stack
     stack.stop()
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print(stack.logs())
 
 
 def test_gpu_out_of_memory_fails_the_job_once_and_the_worker_keeps_serving(stack):
@@ -55,6 +54,7 @@ def test_gpu_out_of_memory_fails_the_job_once_and_the_worker_keeps_serving(stack
     time.sleep(VISIBILITY_S + 1.5)  # long enough for a redelivery, if there were one
     again = stack.record(oom.id)
     assert again.attempts == 1 and terminal_events(again) == [JobStatus.failed]
+    assert stack.failures_counted() == {"gpu_out_of_memory": 1}
 
 
 def test_a_hung_stage_is_failed_with_timeout_and_the_worker_recycled(stack):
@@ -71,6 +71,7 @@ def test_a_hung_stage_is_failed_with_timeout_and_the_worker_recycled(stack):
     time.sleep(VISIBILITY_S + 1.5)  # the hung job's message comes back and is dropped
     again = stack.record(hung.id)
     assert again.attempts == 1 and terminal_events(again) == [JobStatus.failed]
+    assert stack.failures_counted() == {"timeout": 1}
 
 
 def test_a_poison_job_is_failed_after_the_attempt_limit_and_the_queue_keeps_moving(stack):
@@ -92,6 +93,7 @@ def test_a_poison_job_is_failed_after_the_attempt_limit_and_the_queue_keeps_movi
     assert record.attempts == 2 and restarts == 2
     assert terminal_events(record) == [JobStatus.failed]
     assert stack.record(behind).status is JobStatus.succeeded
+    assert stack.failures_counted() == {"worker_lost": 1}
 
 
 def test_jobs_survive_a_redis_restart_and_each_finishes_exactly_once(stack, redis_aof):

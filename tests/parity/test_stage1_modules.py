@@ -26,14 +26,17 @@ MODULE_TOL = 1e-4  # max|a-b| <= 1e-4 * max(1, max|ref|)
 FP16_INTER_TOL = 2e-3  # intermediates stored as float16: max|a-b| <= 2e-3 * max|ref|
 
 
-def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return (actual.float() - expected.float()).abs().max().item()
+def max_error(actual: torch.Tensor, expected: torch.Tensor, name: str = "") -> float:
+    """Max abs error (printed with the relative one, for the record)."""
+    error = (actual.float() - expected.float()).abs().max().item()
+    print(f"{name}: max abs {error:.2e}, max rel {error / max(expected.float().abs().max().item(), 1e-30):.2e}")
+    return error
 
 
-def assert_module_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+def assert_module_close(actual: torch.Tensor, expected: torch.Tensor, name: str = "") -> None:
     assert actual.shape == expected.shape
     bound = MODULE_TOL * max(1.0, expected.float().abs().max().item())
-    assert max_error(actual, expected) <= bound
+    assert max_error(actual, expected, name) <= bound
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +68,14 @@ def test_cross_space_forward_matches_reference(onestage):
             golden["in.trellis_t"],
             golden["in.trellis_cond"],
         )
-    assert_module_close(v_2d, golden["out.v_2d"])
-    assert_module_close(v_3d, golden["out.v_trellis"])
+    assert_module_close(v_2d, golden["out.v_2d"], "out.v_2d")
+    assert_module_close(v_3d, golden["out.v_trellis"], "out.v_trellis")
     for name in ("inter.time_embedding.out", "inter.class_embedding.out", "inter.trellis_t_embedder.out"):
-        assert_module_close(captured[name], golden[name])
+        assert_module_close(captured[name], golden[name], name)
     for name in [f"inter.dual_{kind}_{i}.out" for kind in ("SS", "MV") for i in range(2)]:
         expected = golden[name].float()
         assert captured[name].shape == expected.shape
-        assert max_error(captured[name], expected) <= FP16_INTER_TOL * expected.abs().max().item(), name
+        assert max_error(captured[name], expected, name) <= FP16_INTER_TOL * expected.abs().max().item(), name
 
 
 def test_cross_space_config_reads_tiny_sizes(onestage):
@@ -89,7 +92,7 @@ def test_structure_decoder_matches_reference(onestage):
     golden = load_file(onestage / "golden/ss_decoder.safetensors")
     with torch.no_grad():
         logits = decoder(golden["in.z"])
-    assert_module_close(logits, golden["out.logits"])
+    assert_module_close(logits, golden["out.logits"], "ss_decoder.logits")
     assert torch.equal(occupied_coords(logits), golden["out.coords"])
 
 
@@ -100,10 +103,10 @@ def test_vae_matches_reference(onestage):
     with torch.no_grad():
         posterior = vae.encode(golden["in.image_m11"]).latent_dist
         decoded = vae.decode(golden["in.decode_latent_scaled"] / scaling).sample
-    assert_module_close(posterior.mean, golden["out.latent_mean"])
-    assert_module_close(posterior.logvar, golden["out.latent_logvar"])
-    assert_module_close(posterior.mode() * scaling, golden["out.latent_mode_scaled"])
-    assert_module_close(decoded, golden["out.decoded"])
+    assert_module_close(posterior.mean, golden["out.latent_mean"], "vae.latent_mean")
+    assert_module_close(posterior.logvar, golden["out.latent_logvar"], "vae.latent_logvar")
+    assert_module_close(posterior.mode() * scaling, golden["out.latent_mode_scaled"], "vae.latent_mode_scaled")
+    assert_module_close(decoded, golden["out.decoded"], "vae.decoded")
 
 
 def test_clip_image_embeds_match_reference(onestage):
@@ -112,10 +115,10 @@ def test_clip_image_embeds_match_reference(onestage):
     golden = load_file(onestage / "golden/clip.safetensors")
     images = [Image.fromarray(golden[f"in.pil_uint8_{i}"].numpy()) for i in range(2)]
     pixel_values = processor(images=images, return_tensors="pt").pixel_values
-    assert_module_close(pixel_values, golden["out.pixel_values"])
+    assert_module_close(pixel_values, golden["out.pixel_values"], "clip.pixel_values")
     with torch.no_grad():
         embeds = encoder.eval()(pixel_values).image_embeds
-    assert_module_close(embeds, golden["out.image_embeds"])
+    assert_module_close(embeds, golden["out.image_embeds"], "clip.image_embeds")
 
 
 def test_trellis_crop_is_pixel_identical(onestage):

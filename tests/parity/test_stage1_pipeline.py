@@ -21,8 +21,11 @@ pytestmark = pytest.mark.parity
 SCALING = 0.18215
 
 
-def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return (actual.float() - expected.float()).abs().max().item()
+def max_error(actual: torch.Tensor, expected: torch.Tensor, name: str = "") -> float:
+    """Max abs error (printed with the relative one, for the record)."""
+    error = (actual.float() - expected.float()).abs().max().item()
+    print(f"{name}: max abs {error:.2e}, max rel {error / max(expected.float().abs().max().item(), 1e-30):.2e}")
+    return error
 
 
 def scale_of(expected: torch.Tensor) -> float:
@@ -67,14 +70,14 @@ def test_conditions_match_reference(conditions, golden3):
     prompt_rows = [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]
     assert torch.equal(conditions.prompt_embeds[prompt_rows].half(), golden3["enc.prompt_embeds_in_fp16"])
     expected = golden3["enc.image_embeds_cfg"]
-    assert max_error(conditions.class_labels, expected) <= 1e-4 * max(1, scale_of(expected))
+    assert max_error(conditions.class_labels, expected, "image_embeds_cfg") <= 1e-4 * max(1, scale_of(expected))
     expected = golden3["enc.image_latents_cond"]
-    assert max_error(conditions.image_latents[cond_rows], expected) <= 1e-4 * max(1, scale_of(expected))
+    assert max_error(conditions.image_latents[cond_rows], expected, "image_latents") <= 1e-4 * max(1, scale_of(expected))
     assert not conditions.image_latents[[0, 1, 2, 3, 4, 10, 11, 12, 13, 14]].any()
     assert torch.equal(conditions.views[0, :, ::8, ::8], golden3["enc.imgs_in_view0_stride8"])
     assert torch.equal(conditions.views[4, :, ::8, ::8], golden3["enc.imgs_in_view4_stride8"])
     expected = golden3["trellis.cond"]
-    assert max_error(conditions.trellis_cond[1:], expected) <= 2e-3 * scale_of(expected)
+    assert max_error(conditions.trellis_cond[1:], expected, "trellis.cond") <= 2e-3 * scale_of(expected)
     assert not conditions.trellis_cond[0].any()
 
 
@@ -101,13 +104,14 @@ def test_three_step_run_matches_reference(pipe, conditions, golden3):
     assert torch.equal(args[4], golden3["step0.model_in.trellis_x"])
     assert torch.equal(args[5], golden3["step0.model_in.trellis_t"])
     for ours, name in ((v_2d, "step0.model_out.v_2d_raw"), (v_3d, "step0.model_out.v_trellis_raw")):
-        assert max_error(ours, golden3[name]) <= 1e-4 * max(1, scale_of(golden3[name])), name
+        assert max_error(ours, golden3[name], name) <= 1e-4 * max(1, scale_of(golden3[name])), name
     # final latents: 1e-3 * max(1, max|ref|)
     for ours, name in ((latents / SCALING, "final.latents_div_scaling"), (structure, "final.trellis_latent")):
-        assert max_error(ours, golden3[name]) <= 1e-3 * max(1, scale_of(golden3[name])), name
+        assert max_error(ours, golden3[name], "3 steps " + name) <= 1e-3 * max(1, scale_of(golden3[name])), name
     decoded = pipe.decode_views(latents)
-    assert max_error(decoded[:, :, ::8, ::8], golden3["final.vae_decoded_stride8"]) <= 1e-3
-    assert max_error(decoded[:, :, 256:320, 256:320], golden3["final.vae_decoded_crop_256_320"]) <= 1e-3
+    assert max_error(decoded[:, :, ::8, ::8], golden3["final.vae_decoded_stride8"], "3 steps decoded_stride8") <= 1e-3
+    crop = golden3["final.vae_decoded_crop_256_320"]
+    assert max_error(decoded[:, :, 256:320, 256:320], crop, "3 steps decoded_crop") <= 1e-3
     logits, coords = pipe.decode_structure(structure)
     assert_same_occupancy(coords, golden3["final.coords"], logits)
 
@@ -122,6 +126,7 @@ def assert_same_occupancy(coords: torch.Tensor, expected: torch.Tensor, logits: 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~3-4 min on 2 idle cores; far more on a loaded machine
 def test_fifty_step_run_matches_reference(pipe, person, onestage):
     golden = load_file(onestage / "golden/pipeline_run_50steps.safetensors")
     noise = pipe.draw_noise(torch.Generator().manual_seed(43))
@@ -131,9 +136,9 @@ def test_fifty_step_run_matches_reference(pipe, person, onestage):
 
     latents, structure = out.extras["multiview_latents"], out.extras["structure_latent"]
     expected = golden["final.latents_div_scaling"]
-    assert max_error(latents / SCALING, expected) <= 5e-3 * scale_of(expected)
+    assert max_error(latents / SCALING, expected, "50 steps latents_div_scaling") <= 5e-3 * scale_of(expected)
     expected = golden["final.trellis_latent"]
-    assert max_error(structure, expected) <= 5e-3 * scale_of(expected)
+    assert max_error(structure, expected, "50 steps trellis_latent") <= 5e-3 * scale_of(expected)
     logits, _ = pipe.decode_structure(structure)
     assert out.coords.dtype == np.int32 and out.coords.shape[1] == 4
     assert_same_occupancy(torch.from_numpy(out.coords), golden["final.coords"], logits)
@@ -142,6 +147,8 @@ def test_fifty_step_run_matches_reference(pipe, person, onestage):
     reference = ((golden["final.vae_decoded_stride16"] / 2 + 0.5).clamp(0, 1) * 255 + 0.5).floor()
     normals = np.stack([np.asarray(im) for im in out.normals])[:, ::16, ::16].transpose(0, 3, 1, 2)
     colours = np.stack([np.asarray(im) for im in out.colors])[:, ::16, ::16].transpose(0, 3, 1, 2)
+    print("50 steps PNG levels off (normals 1-4, colours 1-4):",
+          np.abs(normals[1:] - reference[1:5].numpy()).max(), np.abs(colours[1:] - reference[6:].numpy()).max())
     assert np.abs(normals[1:] - reference[1:5].numpy()).max() <= 1
     assert np.abs(colours[1:] - reference[6:].numpy()).max() <= 1
     outside_face_box = np.ones((48, 48), dtype=bool)
@@ -167,8 +174,8 @@ def test_bfloat16_stays_close_to_float32(onestage):
         )
     assert v_2d.dtype == torch.float32
     # measured: 1.6e-2 (2D) and 3.3e-2 (3D) of max|ref|; bf16 keeps 8 bits of mantissa
-    assert max_error(v_2d, golden["out.v_2d"]) <= 5e-2 * scale_of(golden["out.v_2d"])
-    assert max_error(v_3d, golden["out.v_trellis"]) <= 6e-2 * scale_of(golden["out.v_trellis"])
+    assert max_error(v_2d, golden["out.v_2d"], "bf16 v_2d") <= 5e-2 * scale_of(golden["out.v_2d"])
+    assert max_error(v_3d, golden["out.v_trellis"], "bf16 v_trellis") <= 6e-2 * scale_of(golden["out.v_trellis"])
 
 
 def test_rejects_images_without_a_person(pipe):

@@ -87,6 +87,7 @@ def test_a_worker_stopped_mid_job_hands_it_to_the_other_which_finishes_it_once(
     busy_device = heartbeats[running.worker_id]["cuda_visible_devices"]
     busy = pinned_stack.workers[busy_device]
     [other_device] = [d for d in DEVICES if d != busy_device]
+    [done_before] = [w["jobs_done"] for w in heartbeats.values() if w["cuda_visible_devices"] == other_device]
 
     busy.send_signal(signal.SIGTERM)  # what `docker compose stop` sends
     assert busy.wait(30) == 0  # a warm shutdown: the job was released, not waited for
@@ -99,13 +100,14 @@ def test_a_worker_stopped_mid_job_hands_it_to_the_other_which_finishes_it_once(
     assert statuses == [JobStatus.running, JobStatus.running, JobStatus.succeeded]  # redelivered once
     assert final.attempts == 1  # the released attempt does not count against the job
 
-    # Only the other worker is left, and it reports the job done; the broker holds nothing more.
+    # Only the other worker is left, with exactly one more job done; the broker holds nothing more.
     def survivor_done():
         live = pinned_stack.live_workers()
-        return live if len(live) == 1 and live[0]["jobs_done"] >= 1 and live[0]["state"] == "warm" else None
+        return live if len(live) == 1 and live[0]["jobs_done"] > done_before and live[0]["state"] == "warm" else None
 
     [survivor] = wait_until(survivor_done, 15, "the stopped worker's heartbeat to go")
     assert survivor["worker_id"] == final.worker_id
     assert survivor["cuda_visible_devices"] == other_device
+    assert survivor["jobs_done"] == done_before + 1
     assert pinned_stack.redis.llen(f"{PREFIX}:celery:gpu") == 0
     wait_until(lambda: pinned_stack.redis.hlen(f"{PREFIX}:celery:unacked") == 0, 10, "the message to be acknowledged")
