@@ -7,14 +7,23 @@ with the opacity scaled by sqrt(det before / det after) so that the
 integrated weight is preserved, as in Mip-Splatting), and the Gaussians are
 composited front to back per pixel:
 
-    C = sum_i c_i a_i prod_{j<i} (1 - a_j),   a_i = min(0.99, o_i exp(-d^T Conic_i d / 2))
+    C = sum_i c_i a_i T_i,   T_i = prod_{j<i} (1 - a_j),   a_i = min(0.99, o_i exp(-d^T Conic_i d / 2))
 
-with contributions below 1/255 dropped.  The image is cut into 16 x 16 tiles;
-every (tile, Gaussian) pair is listed and sorted by tile, then depth.  Each
-round composites the next ``chunk`` Gaussians of every tile that still has
-some, all tiles at once (a cumulative product over the chunk, carried
-transmittance between rounds), so a view costs a few dozen batched tensor
-operations per round.  No gradients are needed (the renders are bake targets).
+with contributions below 1/255 dropped.  The image is cut into
+``tile`` x ``tile`` tiles; every (tile, Gaussian) pair whose Gaussian's
+bounding box (``sigma_extent`` standard deviations along each image axis)
+touches the tile is listed, and the pairs are sorted by tile, then depth.
+
+The pairs are then composited without any per-tile loop: for a run of whole
+tiles (at most about ``pairs_per_chunk`` pairs), the alphas of all their pairs
+at all pixels of their tile form one (pairs, tile pixels) matrix, and the
+transmittances are a *segmented* cumulative sum of log(1 - a) down that
+matrix (one float64 cumsum, minus its value where each tile's run starts, so
+the precision does not depend on how many pairs come before).  The weighted
+colours are summed per tile with one ``index_add_``.  A view thus costs a
+fixed few dozen large tensor operations per chunk, whatever the depth
+complexity of its busiest tile.  No gradients are needed (the renders are bake
+targets).
 """
 
 from __future__ import annotations
@@ -26,7 +35,6 @@ import torch
 from pipelines.export.cameras import OrthographicCamera, PerspectiveCamera
 from pipelines.geometry import Gaussians
 
-TILE = 16
 
 
 @dataclass(frozen=True)
@@ -34,10 +42,12 @@ class SplatConfig:
     kernel_size: float = 0.1
     """Screen-space dilation added to each 2D covariance, in pixels^2."""
     near: float = 0.2
-    chunk: int = 64
-    """Gaussians composited per tile per round."""
     sigma_extent: float = 3.0
-    """Footprint radius in standard deviations."""
+    """Footprint half-extent in standard deviations (per image axis)."""
+    tile: int = 16
+    """Tile side in pixels."""
+    pairs_per_chunk: int = 1 << 17
+    """(tile, Gaussian) pairs composited at once: bounds memory (about 12 KiB per pair at 16 px tiles)."""
 
 
 @dataclass
@@ -115,8 +125,10 @@ def render_gaussians(
     """Render on a black background; returns (H, W, 3) colours and (H, W) alpha."""
     device = g.xyz.device
     size = camera.size
-    tiles_x = (size + TILE - 1) // TILE
+    tile_side = config.tile
+    tiles_x = (size + tile_side - 1) // tile_side
     num_tiles = tiles_x * tiles_x
+    pixels_per_tile = tile_side * tile_side
     mean, depth, cov2d, valid = _project(g, camera, config)
 
     det0 = cov2d[:, 0, 0] * cov2d[:, 1, 1] - cov2d[:, 0, 1] ** 2
@@ -127,23 +139,21 @@ def render_gaussians(
     opacity = g.opacity * torch.sqrt((det0 / det.clamp(min=1e-12)).clamp(min=2.5e-5))
     valid = valid & (det > 1e-12)
     conic = torch.stack([c, -b, a], dim=1) / det.clamp(min=1e-12).unsqueeze(1)  # (G, 3): inverse of [[a, b], [b, c]]
-    half_trace = 0.5 * (a + c)
-    radius = config.sigma_extent * torch.sqrt(half_trace + torch.sqrt((half_trace**2 - det).clamp(min=0.0)))
-    lo = torch.floor((mean - radius.unsqueeze(1)) / TILE).long().clamp(0, tiles_x - 1)  # (G, 2)
-    hi = torch.floor((mean + radius.unsqueeze(1)) / TILE).long().clamp(0, tiles_x - 1)
-    on_screen = (mean + radius.unsqueeze(1) >= 0).all(1) & (mean - radius.unsqueeze(1) < size).all(1)
+    # Half-extents of the bounding box of the sigma_extent ellipse: k * sqrt(variance along x / y).
+    extent = config.sigma_extent * torch.sqrt(torch.stack([a, c], dim=1).clamp(min=0.0))  # (G, 2)
+    lo = torch.floor((mean - extent) / tile_side).long().clamp(0, tiles_x - 1)  # (G, 2)
+    hi = torch.floor((mean + extent) / tile_side).long().clamp(0, tiles_x - 1)
+    on_screen = (mean + extent >= 0).all(1) & (mean - extent < size).all(1)
     keep = torch.nonzero(valid & on_screen & (opacity > 1.0 / 255.0)).squeeze(1)
 
-    color = torch.zeros(num_tiles, TILE * TILE, 3, device=device)
-    transmittance = torch.ones(num_tiles, TILE * TILE, device=device)
+    color = torch.zeros(num_tiles, pixels_per_tile, 3, device=device)
+    transmittance = torch.ones(num_tiles, pixels_per_tile, device=device)
     if len(keep) > 0:
         # (tile, Gaussian) pairs, sorted by tile then depth.
         span = hi[keep] - lo[keep] + 1  # (K, 2)
         count = span[:, 0] * span[:, 1]
         owner = torch.repeat_interleave(torch.arange(len(keep), device=device), count)
-        offset = torch.arange(int(count.sum()), device=device) - torch.repeat_interleave(
-            torch.cumsum(count, 0) - count, count
-        )
+        offset = torch.arange(len(owner), device=device) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
         tx = lo[keep, 0][owner] + offset % span[owner, 0]
         ty = lo[keep, 1][owner] + torch.div(offset, span[owner, 0], rounding_mode="floor")
         tile = ty * tiles_x + tx
@@ -151,40 +161,75 @@ def render_gaussians(
         depth_rank[torch.argsort(depth[keep])] = torch.arange(len(keep), device=device)
         order = torch.argsort(tile * len(keep) + depth_rank[owner])
         pair_gaussian = keep[owner[order]]  # (P,) Gaussian ids, grouped by tile, near to far
+        pair_tile = tile[order]  # (P,) non-decreasing
         tile_count = torch.bincount(tile, minlength=num_tiles)
         tile_start = torch.cumsum(tile_count, 0) - tile_count
 
-        # Pixel centres of each tile: (T, 256, 2).
-        local = torch.arange(TILE, device=device, dtype=torch.float32) + 0.5
+        # Pixel centres of each tile: (T, t*t, 2).
+        local = torch.arange(tile_side, device=device, dtype=torch.float32) + 0.5
         py, px = torch.meshgrid(local, local, indexing="ij")
         tile_ids = torch.arange(num_tiles, device=device)
-        origin = torch.stack([(tile_ids % tiles_x) * TILE, torch.div(tile_ids, tiles_x, rounding_mode="floor") * TILE], 1)
+        origin = torch.stack(
+            [(tile_ids % tiles_x) * tile_side, torch.div(tile_ids, tiles_x, rounding_mode="floor") * tile_side], 1
+        )
         pixels = origin.float().unsqueeze(1) + torch.stack([px.reshape(-1), py.reshape(-1)], 1).unsqueeze(0)
 
-        # Round r composites the Gaussians r*chunk .. (r+1)*chunk - 1 of every tile that has them.
-        chunk = config.chunk
-        rounds = int((tile_count.max().item() + chunk - 1) // chunk)
-        slot = torch.arange(chunk, device=device)
-        for r in range(rounds):
-            active = torch.nonzero(tile_count > r * chunk).squeeze(1)  # (A,)
-            index = r * chunk + slot.unsqueeze(0)  # (1, chunk)
-            present = index < tile_count[active].unsqueeze(1)  # (A, chunk)
-            pair = (tile_start[active].unsqueeze(1) + index).clamp(max=len(pair_gaussian) - 1)
-            gid = pair_gaussian[pair]  # (A, chunk)
-            d = pixels[active].unsqueeze(1) - mean[gid].unsqueeze(2)  # (A, chunk, 256, 2)
-            cn = conic[gid]  # (A, chunk, 3)
-            power = -0.5 * (
-                cn[..., 0:1] * d[..., 0] ** 2 + cn[..., 2:3] * d[..., 1] ** 2
-            ) - cn[..., 1:2] * d[..., 0] * d[..., 1]  # (A, chunk, 256)
-            alpha = (opacity[gid].unsqueeze(2) * torch.exp(power.clamp(max=0.0))).clamp(max=0.99)
-            alpha = torch.where((alpha >= 1.0 / 255.0) & present.unsqueeze(2), alpha, torch.zeros_like(alpha))
-            survive = torch.cumprod(1.0 - alpha, dim=1)  # (A, chunk, 256)
-            before = torch.cat([torch.ones_like(survive[:, :1]), survive[:, :-1]], dim=1)
-            weight = alpha * before * transmittance[active].unsqueeze(1)  # (A, chunk, 256)
-            color[active] += torch.einsum("akp,akc->apc", weight, g.colors[gid])
-            transmittance[active] = transmittance[active] * survive[:, -1]
+        for first, last in _chunks(tile_start, len(pair_gaussian), config.pairs_per_chunk):
+            _composite_chunk(
+                pair_gaussian[first:last], pair_tile[first:last], pixels, mean, conic, opacity, g.colors, color, transmittance,
+            )
 
-    # Tiles -> image: (T, 256, C) -> (H, W, C).
-    image = color.view(tiles_x, tiles_x, TILE, TILE, 3).permute(0, 2, 1, 3, 4).reshape(tiles_x * TILE, tiles_x * TILE, 3)
-    alpha_img = (1.0 - transmittance).view(tiles_x, tiles_x, TILE, TILE).permute(0, 2, 1, 3).reshape(tiles_x * TILE, -1)
+    # Tiles -> image: (T, t*t, C) -> (H, W, C).
+    side = tiles_x * tile_side
+    image = color.view(tiles_x, tiles_x, tile_side, tile_side, 3).permute(0, 2, 1, 3, 4).reshape(side, side, 3)
+    alpha_img = (1.0 - transmittance).view(tiles_x, tiles_x, tile_side, tile_side).permute(0, 2, 1, 3).reshape(side, side)
     return image[:size, :size].clamp(0.0, 1.0), alpha_img[:size, :size]
+
+
+def _chunks(tile_start: torch.Tensor, num_pairs: int, budget: int) -> list[tuple[int, int]]:
+    """Pair ranges [first, last) made of whole tiles, each of about ``budget`` pairs
+    (a single tile with more pairs than that is a chunk of its own)."""
+    marks = torch.arange(0, num_pairs, max(budget, 1), device=tile_start.device)
+    # The first tile starting at or after each mark begins a chunk.
+    begin = torch.searchsorted(tile_start, marks)
+    cuts = torch.where(begin < len(tile_start), tile_start[begin.clamp(max=len(tile_start) - 1)], num_pairs)
+    bounds = sorted(set(cuts.tolist()) | {0, num_pairs})
+    return [(f, l) for f, l in zip(bounds[:-1], bounds[1:]) if l > f]
+
+
+def _composite_chunk(
+    gid: torch.Tensor,
+    tid: torch.Tensor,
+    pixels: torch.Tensor,
+    mean: torch.Tensor,
+    conic: torch.Tensor,
+    opacity: torch.Tensor,
+    colors: torch.Tensor,
+    color: torch.Tensor,
+    transmittance: torch.Tensor,
+) -> None:
+    """Composite the pairs (``gid``, ``tid``) of whole tiles into ``color`` and ``transmittance``.
+
+    ``gid`` / ``tid`` (Q,) are the Gaussian and tile of each pair, sorted by
+    tile then depth, and every tile in ``tid`` has all its pairs here.
+    """
+    d = pixels[tid] - mean[gid].unsqueeze(1)  # (Q, t*t, 2)
+    cn = conic[gid]  # (Q, 3)
+    power = -0.5 * (cn[:, 0:1] * d[..., 0] ** 2 + cn[:, 2:3] * d[..., 1] ** 2) - cn[:, 1:2] * d[..., 0] * d[..., 1]
+    del d
+    alpha = (opacity[gid].unsqueeze(1) * torch.exp(power.clamp(max=0.0))).clamp(max=0.99)  # (Q, t*t)
+    del power
+    alpha = torch.where(alpha >= 1.0 / 255.0, alpha, torch.zeros_like(alpha))
+    log_survive = torch.log1p(-alpha)  # (Q, t*t)
+    inclusive = torch.cumsum(log_survive, dim=0, dtype=torch.float64)  # (Q, t*t): sum over pairs 0..q
+    # Each tile's run starts at its first pair; the sum before it is subtracted.
+    tiles, run_length = torch.unique_consecutive(tid, return_counts=True)  # (N,)
+    run_first = torch.cumsum(run_length, 0) - run_length  # (N,) local index of each run's first pair
+    before_run = inclusive[run_first] - log_survive[run_first].double()  # (N, t*t)
+    run_of_pair = torch.repeat_interleave(torch.arange(len(tiles), device=tid.device), run_length)  # (Q,)
+    exclusive = inclusive - log_survive.double() - before_run[run_of_pair]  # (Q, t*t): log T before pair q
+    weight = alpha * torch.exp(exclusive).float()  # (Q, t*t)
+    del exclusive
+    color.index_add_(0, tid, weight.unsqueeze(2) * colors[gid].unsqueeze(1))  # (Q, t*t, 3) summed per tile
+    run_last = run_first + run_length - 1
+    transmittance[tiles] = torch.exp(inclusive[run_last] - before_run).float()

@@ -11,6 +11,7 @@ Run intervals come from the job records (``started_at``/``finished_at``,
 from __future__ import annotations
 
 import signal
+import time
 
 import httpx
 import pytest
@@ -75,6 +76,7 @@ def test_both_workers_run_jobs_at_once_and_no_job_runs_twice(pinned_stack: Pinne
 def test_a_worker_stopped_mid_job_hands_it_to_the_other_which_finishes_it_once(
     pinned_stack: PinnedStack, sample_photos
 ):
+    began = time.time()
     job_id = pinned_stack.submit(sample_photos[0].read_bytes(), FAST_OPTIONS)
 
     def in_model_stage():
@@ -87,7 +89,13 @@ def test_a_worker_stopped_mid_job_hands_it_to_the_other_which_finishes_it_once(
     busy_device = heartbeats[running.worker_id]["cuda_visible_devices"]
     busy = pinned_stack.workers[busy_device]
     [other_device] = [d for d in DEVICES if d != busy_device]
-    [done_before] = [w["jobs_done"] for w in heartbeats.values() if w["cuda_visible_devices"] == other_device]
+
+    def idle_worker_beat_after_test_began():
+        # A worker counts a job just after its "warm" beat, so only a later beat has the count.
+        [other] = [w for w in pinned_stack.live_workers() if w["cuda_visible_devices"] == other_device]
+        return other if other["seen_at"] > began + 0.5 else None
+
+    done_before = wait_until(idle_worker_beat_after_test_began, 10, "a fresh heartbeat")["jobs_done"]
 
     busy.send_signal(signal.SIGTERM)  # what `docker compose stop` sends
     assert busy.wait(30) == 0  # a warm shutdown: the job was released, not waited for
