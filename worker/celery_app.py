@@ -11,12 +11,19 @@ only (``-P threads -c 8`` suits it) loads none and publishes no heartbeat.
 
 from __future__ import annotations
 
+import logging
+import os
+
 from celery import Celery, signals
 
 from shared.queue import GPU_QUEUE, celery_config
 from shared.settings import get_settings
 from shared.structured_logging import configure_logging
 
+EXIT_PIPELINES_FAILED = 3
+"""Exit status of a worker whose pipelines could not be loaded."""
+
+log = logging.getLogger("worker")
 app = Celery("synchuman-worker")
 app.conf.update(celery_config(get_settings()))
 app.conf.include = ["worker.tasks"]
@@ -29,7 +36,7 @@ def _load_pipelines_in_solo_worker(**_: object) -> None:
 
     configure_logging("worker")
     if _consumes_gpu_queue():
-        start_runtime(get_settings())
+        _start_or_exit(start_runtime)
 
 
 @signals.worker_process_init.connect
@@ -38,7 +45,23 @@ def _load_pipelines_in_child(**_: object) -> None:
     from worker.runtime import start_runtime
 
     if _consumes_gpu_queue():
+        _start_or_exit(start_runtime)
+
+
+def _start_or_exit(start_runtime) -> None:
+    """Load the pipelines, or end the process before it consumes a single job.
+
+    Celery logs and swallows exceptions raised in signal handlers, so a worker
+    whose model failed to load would otherwise take jobs from the queue and
+    lose them.  Exiting lets the supervisor (compose, systemd) restart it and
+    leaves every job in the broker for a healthy worker.
+    """
+    try:
         start_runtime(get_settings())
+    except Exception:
+        log.critical("pipelines failed to load; worker exits without consuming jobs", exc_info=True)
+        logging.shutdown()
+        os._exit(EXIT_PIPELINES_FAILED)
 
 
 def _consumes_gpu_queue() -> bool:
