@@ -8,9 +8,14 @@ from scipy.cluster.vq import kmeans2
 
 from pipelines.geometry import TriangleMesh
 
-FACES_PER_PIECE = 5000
-"""Target piece size when a large mesh is cut before charting (see ``unwrap_uv``)."""
-MAX_PIECES = 32
+FACES_PER_PIECE = 1250
+"""Target piece size when a large mesh is cut before charting (see ``unwrap_uv``).
+
+Charting an 80 k-face mesh took 6.1 CPU-seconds in 32 pieces and 4.1 in 64
+(xatlas charts the pieces in parallel, and the cost grows faster than a
+piece's size); past 64 pieces the atlas fills worse (utilisation 0.75 -> 0.69
+at 128)."""
+MAX_PIECES = 64
 
 
 def _pieces(mesh: TriangleMesh, count: int) -> np.ndarray:
@@ -31,7 +36,7 @@ def unwrap_uv(
 
     xatlas charts one mesh on one thread, and charting time grows faster than
     the face count; a large mesh is therefore first cut into ``pieces``
-    compact parts (default: one per ~5000 faces, at most 32) that xatlas
+    compact parts (default: one per ~1250 faces, at most 64) that xatlas
     charts in parallel and packs into one atlas.  The cuts become chart seams.
 
     With ``resolution`` (the texture size the UVs are for), charts are packed

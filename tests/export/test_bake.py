@@ -68,7 +68,7 @@ def test_inpainting_fills_only_outside_the_charts():
     image[:, :16] = (200, 100, 50)
     covered = np.zeros((32, 32), bool)
     covered[:, :16] = True
-    out = inpaint_outside_charts(image, covered, 3)
+    out = inpaint_outside_charts(image, covered)
     np.testing.assert_array_equal(out[:, :16], image[:, :16])
     # Texels next to the chart take its colour.
     assert np.abs(out[:, 16:19].astype(int) - np.array([200, 100, 50])).max() <= 2
