@@ -14,6 +14,7 @@ for the duration of the command.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -82,7 +83,27 @@ def _run_generate(client: SyncHumanClient, args: argparse.Namespace) -> int:
     return 0
 
 
+EXAMPLE = "example"
+"""``synchuman generate example``: a public-domain photo that scikit-image ships (NASA's astronaut portrait)."""
+
+
+def example_photo() -> Path | None:
+    """Path of the example photo inside the installed scikit-image package, without importing it."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "astronaut.png"
+    return path if path.is_file() else None
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    if args.photo == EXAMPLE and not Path(args.photo).exists():
+        photo = example_photo()
+        if photo is None:
+            print("the example photo comes with scikit-image (pip install scikit-image)", file=sys.stderr)
+            return 2
+        print(f"using the example photo {photo}", flush=True)
+        args.photo = str(photo)
     if not Path(args.photo).is_file():
         print(f"no such file: {args.photo}", file=sys.stderr)
         return 2
@@ -129,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(run=cmd_up)
 
     gen = sub.add_parser("generate", help="turn one photo into a GLB")
-    gen.add_argument("photo")
+    gen.add_argument("photo", help="a photo of one person, or 'example' for a bundled public-domain photo")
     gen.add_argument("-o", "--output", default="out")
     gen.add_argument("--url", help="API base URL (default: $SYNCHUMAN_URL or an embedded stack)")
     gen.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="e.g. seed=7, texture_size=512")

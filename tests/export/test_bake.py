@@ -8,8 +8,9 @@ import torch
 from export.meshes import bumpy_sphere
 from export.scene import render_stage1_views
 from export.texture_check import visible_texel_psnr
-from pipelines.export.bake import BakeConfig, bake_texture, inpaint_outside_charts
-from pipelines.export.raster import rasterize_uv
+from pipelines.export.bake import BakeConfig, bake_texture, fill_outside_charts, inpaint_outside_charts, rasterize_views
+from pipelines.export.cameras import canonical_cameras, sphere_cameras
+from pipelines.export.raster import rasterize, rasterize_uv
 from pipelines.export.textured import ExportConfig, stage1_observations
 from pipelines.export.uv import unwrap_uv
 
@@ -72,3 +73,34 @@ def test_inpainting_fills_only_outside_the_charts():
     np.testing.assert_array_equal(out[:, :16], image[:, :16])
     # Texels next to the chart take its colour.
     assert np.abs(out[:, 16:19].astype(int) - np.array([200, 100, 50])).max() <= 2
+
+
+def test_fill_outside_charts_is_smooth_and_bounded():
+    """Unknown texels take values between the known ones, near their nearest chart's colour."""
+    size = 40
+    ramp = torch.linspace(0.0, 1.0, size)
+    image = torch.stack([ramp.expand(size, size), ramp.expand(size, size).T, torch.full((size, size), 0.5)], -1)
+    known = torch.zeros(size, size, dtype=torch.bool)
+    known[5:15, 5:15] = True
+    known[25:35, 22:38] = True
+    filled = fill_outside_charts(image * known.unsqueeze(-1), known)
+    assert torch.equal(filled[known], image[known])
+    lo, hi = image[known].min(0).values, image[known].max(0).values
+    assert ((filled >= lo - 1e-6) & (filled <= hi + 1e-6)).all()
+    # Next to a chart, the fill is close to the chart's border texel.
+    assert (filled[15, 10] - image[14, 10]).abs().max() < 0.15
+    assert (filled[30, 38] - image[30, 37]).abs().max() < 0.15
+
+
+def test_batched_view_rasterisation_matches_one_view_at_a_time():
+    mesh = bumpy_sphere(3)
+    vertices = torch.from_numpy(mesh.vertices)
+    faces = torch.from_numpy(mesh.faces)
+    cameras = canonical_cameras(48) + sphere_cameras(5, 40) + canonical_cameras(32)[:2]
+    batched = rasterize_views(vertices, faces, cameras, batch=3)
+    for camera, got in zip(cameras, batched):
+        xy, depth, w = camera.project(vertices)
+        alone = rasterize(xy, faces, camera.size, camera.size, depth=depth, w=w)
+        assert torch.equal(got.face_id, alone.face_id)
+        assert torch.allclose(got.bary, alone.bary, atol=1e-5)
+        assert torch.equal(torch.isinf(got.depth), torch.isinf(alone.depth))

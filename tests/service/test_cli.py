@@ -20,19 +20,21 @@ from conftest import REPO_ROOT, free_port, wait_until
 pytestmark = pytest.mark.slow
 
 
-def test_generate_without_a_running_api_uses_the_embedded_stack(sample_photo, tmp_path):
+def test_generate_without_a_running_api_uses_the_embedded_stack(tmp_path):
+    """Exactly the README's main command: the bundled example photo (opaque RGB, so segmented)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUMAN_")}
     env["SYNCHUMAN_URL"] = f"http://127.0.0.1:{port}"  # nothing listens there yet
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "client.cli", "generate", str(sample_photo), "-o", str(out),
+        [sys.executable, "-m", "client.cli", "generate", "example", "-o", str(out),
          "--port", str(port), "--state-dir", str(tmp_path / "var"),
          "--option", "texture_size=512", "--option", "simplify=0.95"],
         env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=400,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "embedded stack" in result.stdout
+    assert "example photo" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == ["output.glb", "output_mesh.ply", "results.zip"]
     scene = trimesh.load(out / "output.glb")
     [mesh] = list(scene.geometry.values())
