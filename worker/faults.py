@@ -44,12 +44,11 @@ class WorkerShuttingDown(Exception):
 
 def out_of_memory_error(exc: BaseException) -> dict | None:
     """The job error for a GPU out-of-memory exception (memory freed), or None for other errors."""
-    from worker.gpu_memory import free_gpu_memory, is_out_of_memory
+    from worker.gpu_memory import is_out_of_memory, release_failed_attempt
 
     if not is_out_of_memory(exc):
         return None
-    exc.__traceback__ = None  # its frames hold the attempt's tensors; drop them before freeing
-    free_gpu_memory()
+    release_failed_attempt(exc)
     error = GpuOutOfMemoryError("the job did not fit in GPU memory; try smaller options or retry later")
     return error.to_dict()
 

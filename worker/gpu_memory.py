@@ -22,6 +22,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc)
 
 
+def release_failed_attempt(exc: BaseException) -> None:
+    """Give back what a failed attempt held: its traceback's frames keep its tensors alive."""
+    exc.__traceback__ = None
+    free_gpu_memory()
+
+
 def free_gpu_memory() -> None:
     """Drop what a failed attempt left behind: Python garbage, then the CUDA cache."""
     gc.collect()

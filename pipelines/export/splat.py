@@ -212,24 +212,33 @@ def _composite_chunk(
 
     ``gid`` / ``tid`` (Q,) are the Gaussian and tile of each pair, sorted by
     tile then depth, and every tile in ``tid`` has all its pairs here.
+    ``color`` is (T, t*t, 3) and ``transmittance`` (T, t*t).
+
+    Entries are laid out pixel-major, (t*t, Q), so that the running sum over
+    the pairs is one cumsum of a flat contiguous vector (a full-speed device
+    scan; a scan along the leading dimension of a (Q, t*t) matrix would run
+    t*t threads sequentially down Q on a GPU).
     """
-    d = pixels[tid] - mean[gid].unsqueeze(1)  # (Q, t*t, 2)
+    d = pixels[tid].transpose(0, 1) - mean[gid].unsqueeze(0)  # (t*t, Q, 2)
     cn = conic[gid]  # (Q, 3)
-    power = -0.5 * (cn[:, 0:1] * d[..., 0] ** 2 + cn[:, 2:3] * d[..., 1] ** 2) - cn[:, 1:2] * d[..., 0] * d[..., 1]
+    power = -0.5 * (cn[:, 0] * d[..., 0] ** 2 + cn[:, 2] * d[..., 1] ** 2) - cn[:, 1] * d[..., 0] * d[..., 1]
     del d
-    alpha = (opacity[gid].unsqueeze(1) * torch.exp(power.clamp(max=0.0))).clamp(max=0.99)  # (Q, t*t)
+    alpha = (opacity[gid] * torch.exp(power.clamp(max=0.0))).clamp(max=0.99)  # (t*t, Q)
     del power
     alpha = torch.where(alpha >= 1.0 / 255.0, alpha, torch.zeros_like(alpha))
-    log_survive = torch.log1p(-alpha)  # (Q, t*t)
-    inclusive = torch.cumsum(log_survive, dim=0, dtype=torch.float64)  # (Q, t*t): sum over pairs 0..q
-    # Each tile's run starts at its first pair; the sum before it is subtracted.
+    log_survive = torch.log1p(-alpha)  # (t*t, Q)
+    # Flat running sum (float64: it runs over every entry of the chunk) viewed back as (t*t, Q).
+    inclusive = torch.cumsum(log_survive.reshape(-1), dim=0, dtype=torch.float64).view(log_survive.shape)
+    # Each tile's run of pairs starts at its first pair; the sum before it is subtracted.
     tiles, run_length = torch.unique_consecutive(tid, return_counts=True)  # (N,)
     run_first = torch.cumsum(run_length, 0) - run_length  # (N,) local index of each run's first pair
-    before_run = inclusive[run_first] - log_survive[run_first].double()  # (N, t*t)
+    before_run = inclusive[:, run_first] - log_survive[:, run_first].double()  # (t*t, N)
     run_of_pair = torch.repeat_interleave(torch.arange(len(tiles), device=tid.device), run_length)  # (Q,)
-    exclusive = inclusive - log_survive.double() - before_run[run_of_pair]  # (Q, t*t): log T before pair q
-    weight = alpha * torch.exp(exclusive).float()  # (Q, t*t)
+    exclusive = inclusive - log_survive.double() - before_run[:, run_of_pair]  # (t*t, Q): log T before each pair
+    weight = alpha * torch.exp(exclusive).float()  # (t*t, Q)
     del exclusive
-    color.index_add_(0, tid, weight.unsqueeze(2) * colors[gid].unsqueeze(1))  # (Q, t*t, 3) summed per tile
+    per_tile = torch.zeros(weight.shape[0], len(tiles), 3, device=weight.device)  # (t*t, N, 3)
+    per_tile.index_add_(1, run_of_pair, weight.unsqueeze(2) * colors[gid].unsqueeze(0))  # sum of (t*t, Q, 3) per run
+    color[tiles] += per_tile.transpose(0, 1)
     run_last = run_first + run_length - 1
-    transmittance[tiles] = torch.exp(inclusive[run_last] - before_run).float()
+    transmittance[tiles] = torch.exp(inclusive[:, run_last] - before_run).float().T  # (N, t*t)

@@ -59,17 +59,17 @@ class ExportConfig:
         at 1024 px, 95 Gaussian views at 1024 px, 1000 bake steps), which take
         a few seconds there.  On a CPU, which serves tests and small fixtures,
         the same steps run with fewer and smaller views and fewer bake steps
-        (128 visibility views at 256 px, 16 Gaussian views at 384 px, 200
-        steps from the projected initialisation): seconds instead of hours for
+        (96 visibility views at 192 px, 8 Gaussian views at 256 px, 100 steps
+        from the projected initialisation): seconds instead of hours for
         a small mesh, at a coarser visibility estimate and a noisier texture.
         """
         if torch.device(device).type == "cuda":
             return cls()
         return cls(
-            hole_fill=HoleFillConfig(num_views=128, resolution=256),
-            bake=BakeConfig(steps=200),
-            gaussian_views=16,
-            gaussian_resolution=384,
+            hole_fill=HoleFillConfig(num_views=96, resolution=192),
+            bake=BakeConfig(steps=100),
+            gaussian_views=8,
+            gaussian_resolution=256,
         )
 
 

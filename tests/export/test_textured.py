@@ -92,3 +92,21 @@ def test_callback_can_cancel_the_export(subject):
             mesh, views, texture_size=32, simplify=0.0, bake_steps=10, callback=callback,
             config=ExportConfig(hole_fill=None),
         )
+
+
+def test_default_cpu_settings_export_quickly_and_well(subject):
+    """Without a config, a CPU export uses ``ExportConfig.for_device('cpu')``: the full chain
+    on fewer and smaller views, still removing the inner shell and reproducing the texture."""
+    mesh, views, gaussians = subject
+    calls = []
+    out = export_textured_mesh(
+        mesh, views, gaussians=gaussians, texture_size=256, simplify=0.5, callback=lambda *args: calls.append(args)
+    )
+    steps = ExportConfig.for_device("cpu").bake.steps
+    assert steps < ExportConfig.for_device("cuda").bake.steps
+    assert calls[-1] == ("export", steps, steps)
+    loaded = _load(out.glb)
+    texture = np.asarray(loaded.visual.material.baseColorTexture.convert("RGB"))
+    official = np.stack([loaded.vertices[:, 0], -loaded.vertices[:, 2], loaded.vertices[:, 1]], axis=1)
+    assert np.linalg.norm(official, axis=1).min() > 0.37
+    assert visible_texel_psnr(official, loaded.faces, loaded.visual.uv, texture) >= 30.0

@@ -5,22 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import redis
-
-from tests.hardening.processes import RedisServer
 
 PREFIX = "hardening-test"
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    from tests.hardening.processes import RedisServer
+
     server = RedisServer(tmp_path_factory.mktemp("redis-unit"), aof=False).start()
     yield server
     server.stop()
 
 
 @pytest.fixture()
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+def redis_client(redis_server) -> Iterator:
+    import redis
+
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     yield client

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worker.faults import out_of_memory_error
-from worker.gpu_memory import gpu_memory_bytes, is_out_of_memory
+from worker.gpu_memory import gpu_memory_bytes, is_out_of_memory, release_failed_attempt
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -30,13 +29,12 @@ def test_oom_is_recognised_and_the_attempt_memory_is_given_back():
         assert is_out_of_memory(exc)
         held = torch.cuda.memory_allocated()
         assert held >= baseline_allocated + HELD_BYTES  # the traceback's frames still hold the tensors
-        error = out_of_memory_error(exc)
+        release_failed_attempt(exc)  # what worker.faults does before failing the job
         allocated, reserved = gpu_memory_bytes("cuda")
         print(f"held during OOM: {held / 2**30:.2f} GiB; after freeing: allocated "
               f"{allocated / 2**30:.2f} GiB, reserved {reserved / 2**30:.2f} GiB")
     else:
         pytest.fail("no out-of-memory error")
-    assert error["code"] == "gpu_out_of_memory" and error["retryable"] is False
     assert allocated <= baseline_allocated and reserved < HELD_BYTES
     # The worker keeps serving: the same GPU runs the next job's allocations.
     assert torch.ones(HELD_BYTES // 4, device="cuda").sum().item() == HELD_BYTES // 4
@@ -44,5 +42,5 @@ def test_oom_is_recognised_and_the_attempt_memory_is_given_back():
 
 def test_other_errors_are_not_out_of_memory():
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
-    assert out_of_memory_error(ValueError("bad input")) is None
+    assert not is_out_of_memory(ValueError("bad input"))
     assert gpu_memory_bytes("cpu") is None
