@@ -59,7 +59,8 @@ class JobRead(BaseModel):
     timings: dict[str, float] = Field(description="Seconds per stage.")
     error: JobError | None = None
     outputs: dict[str, ArtifactUrl] = Field(
-        description="Every artifact by name (e.g. 'stage2/output.glb', 'results.zip'), with a fresh URL."
+        description="Artifacts by name (e.g. 'stage2/output.glb', 'results.zip'), each with a fresh URL: "
+        "the stage-1 set ('stage1/...') once stage 1 is done, every artifact once the job succeeded."
     )
     links: JobLinks
 

@@ -26,9 +26,9 @@ def job_body(
     queue_position: int | None = None,
     eta_s: float | None = None,
 ) -> dict[str, Any]:
-    """The job as clients see it; artifact URLs only once it succeeded."""
+    """The job as clients see it: the stage-1 URLs while it runs stage 2, every URL once it succeeded."""
     outputs = {}
-    if record.status is JobStatus.succeeded:
+    if record.status in (JobStatus.running, JobStatus.succeeded):
         for name, key in record.outputs.items():
             link = storage.download_url(key, url_ttl_s)
             outputs[name] = {"url": link.url, "expires_at": link.expires_at}

@@ -96,7 +96,8 @@ class JobRecord(BaseModel):
     """Seconds per stage of the attempt that produced the result."""
     error: JobError | None = None
     outputs: dict[str, str] = {}
-    """Artifact name (e.g. ``stage2/output.glb``) -> storage key; set only on success."""
+    """Artifact name (e.g. ``stage2/output.glb``) -> storage key: the complete stage-1 set while the
+    job runs stage 2, every artifact once it succeeded, nothing once it failed or was canceled."""
     cancel_requested: bool = False
     owner: str | None = None
     """``key_id`` of the API key that created the job (None with authentication off)."""
@@ -121,6 +122,8 @@ def transition(record: JobRecord, status: JobStatus, **changes: Any) -> JobRecor
         update.setdefault("finished_at", now)
         if status is JobStatus.succeeded:
             update.setdefault("progress", 100.0)
+        else:  # failed or canceled: its partial artifacts are (being) removed
+            update.setdefault("outputs", {})
     attempt = update.get("attempts", record.attempts)
     update["history"] = [*record.history, JobEvent(status=status, at=now, attempt=attempt)]
     return record.model_copy(update=update)

@@ -9,8 +9,11 @@ this function is idempotent:
   (``worker_lost``) instead of being run again, so a job that kills its worker
   never loops;
 * otherwise the job (re)starts from its stored input.  Artifacts always go to
-  the same keys, and the record lists them only when it is marked succeeded,
-  so no reader ever sees a partial or mixed set.
+  the same keys.  The record lists the stage-1 set once all of it is uploaded
+  (so clients see the five views while stage 2 runs) and the full set only
+  when it is marked succeeded, so no reader ever sees a partial or mixed set.
+  A restart clears the listed outputs first; a failed or canceled job lists
+  none and its partial artifacts are removed.
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ log = logging.getLogger("synchuman.worker")
 
 PROGRESS_WRITE_INTERVAL_S = 0.25
 """Least time between two progress writes to the job record."""
+
+PARTIAL_ARTIFACTS = ("stage1/", "stage2/", "results.zip")
+"""What a job writes under ``jobs/{id}/`` besides its input; removed when it fails or is canceled."""
+
+PIPELINE_ERROR_MESSAGE = "the model failed on this job; the details are in the worker's log"
+"""The job record's message for an unexpected pipeline exception (never its text: it may hold paths)."""
 
 
 class ProgressReporter:
@@ -102,6 +111,7 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> JobRecord | None:
             worker_id=runtime.heartbeat.worker_id,
             pipeline=runtime.pipeline_info,
             timings={},
+            outputs={},  # an earlier attempt's stage-1 set is rewritten by this one
         )
 
     try:
@@ -121,8 +131,7 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> JobRecord | None:
     try:
         outputs, timings = _generate(runtime, record)
     except JobCanceledError:
-        for partial in ("stage1/", "stage2/", "results.zip"):  # e.g. left by an earlier attempt
-            runtime.storage.delete_prefix(f"jobs/{job_id}/{partial}")
+        _remove_partial_artifacts(runtime, job_id)
         return store.transition(job_id, JobStatus.canceled)
     except WorkerShuttingDown:
         log.info("job released to another worker: shutting down", extra={"job_id": job_id})
@@ -136,9 +145,9 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> JobRecord | None:
         oom_error = out_of_memory_error(exc)
         if oom_error is not None:
             return _fail(runtime, job_id, oom_error)
-        log.exception("job failed", extra={"job_id": job_id})
+        log.exception("job failed", extra={"job_id": job_id, "error": type(exc).__name__})
         retryable = type(exc).__name__ in ("OutOfMemoryError", "MemoryError")
-        return _fail(runtime, job_id, {"code": "pipeline_error", "message": f"{type(exc).__name__}: {exc}", "retryable": retryable})
+        return _fail(runtime, job_id, {"code": "pipeline_error", "message": PIPELINE_ERROR_MESSAGE, "retryable": retryable})
     finally:
         if runtime.watchdog is not None:
             runtime.watchdog.disarm()
@@ -167,7 +176,43 @@ def _pipeline_input_error(exc: Exception) -> dict[str, Any] | None:
 
 def _fail(runtime: WorkerRuntime, job_id: str, error: dict[str, Any]) -> JobRecord:
     log.info("job failed", extra={"job_id": job_id, "code": error["code"]})
+    _remove_partial_artifacts(runtime, job_id)
     return retry_on_redis_errors(lambda: runtime.store.transition(job_id, JobStatus.failed, error=JobError(**error)))
+
+
+def _remove_partial_artifacts(runtime: WorkerRuntime, job_id: str) -> None:
+    """Delete what this (or an earlier) attempt uploaded; best effort: the job's status matters more."""
+    for partial in PARTIAL_ARTIFACTS:
+        try:
+            runtime.storage.delete_prefix(f"jobs/{job_id}/{partial}")
+        except Exception:  # noqa: BLE001 - e.g. the object store is the reason the job failed
+            log.warning("partial artifacts not removed", extra={"job_id": job_id, "prefix": partial}, exc_info=True)
+
+
+def _publish_stage1(runtime: WorkerRuntime, record: JobRecord, files: dict[str, bytes]) -> dict[str, str]:
+    """Upload the whole stage-1 set, then list it on the record; returns the outputs listed (name -> key).
+
+    Uploading everything before the one record write means a reader sees either
+    no stage-1 outputs or all of them.  The ``stage1.completed`` webhook fires
+    after the write, so its payload carries the stage-1 URLs.
+    """
+    outputs: dict[str, str] = {"input.png": record.input_key}
+    for name, data in files.items():
+        key = f"jobs/{record.id}/stage1/{name}"
+        runtime.storage.put_bytes(key, data, content_type_for(key))
+        outputs[f"stage1/{name}"] = key
+    worker_id = record.worker_id
+
+    def publish(current: JobRecord) -> JobRecord | None:
+        if current.status is not JobStatus.running or current.worker_id != worker_id:
+            return None  # canceled, timed out or taken over meanwhile: list nothing
+        return current.model_copy(update={"outputs": outputs})
+
+    published = retry_on_redis_errors(lambda: runtime.store.update(record.id, publish))
+    if published.cancel_requested:
+        raise JobCanceledError("the job was canceled")
+    fire_event(published, WebhookEvent.stage1_completed)
+    return outputs
 
 
 def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str], dict[str, float]]:
@@ -181,10 +226,10 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    def lap(stage: JobStage) -> None:
+    def lap(stage: JobStage) -> None:  # adds up: uploads happen after stage 1 and at the end
         nonlocal clock
         now = time.perf_counter()
-        timings[stage.value] = round(now - clock, 3)
+        timings[stage.value] = round(timings.get(stage.value, 0.0) + now - clock, 3)
         clock = now
 
     progress.enter(JobStage.preprocess)
@@ -197,7 +242,9 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
     generator = torch.Generator(device="cpu").manual_seed(options.seed)
     views = runtime.pipelines.stage1(image, generator=generator, callback=progress, **options.stage1_kwargs())
     lap(JobStage.stage1)
-    fire_event(record, WebhookEvent.stage1_completed)
+    s1 = stage1_files(views)
+    outputs = _publish_stage1(runtime, record, s1)
+    lap(JobStage.upload)
 
     mesh = None
     if not options.stage1_only:
@@ -206,7 +253,6 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
         lap(JobStage.stage2)
 
     progress.enter(JobStage.export)
-    s1 = stage1_files(views)
     s2 = stage2_files(mesh) if mesh is not None else {}
     metadata = {
         "job_id": record.id,
@@ -222,10 +268,8 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
 
     progress.enter(JobStage.upload)
     prefix = f"jobs/{record.id}"
-    files = {f"stage1/{name}": data for name, data in s1.items()}
-    files.update({f"stage2/{name}": data for name, data in s2.items()})
+    files = {f"stage2/{name}": data for name, data in s2.items()}  # stage 1 is already uploaded
     files["results.zip"] = archive
-    outputs: dict[str, str] = {"input.png": record.input_key}
     for name, data in files.items():
         key = f"{prefix}/{name}"
         runtime.storage.put_bytes(key, data, content_type_for(key))

@@ -26,7 +26,9 @@ class JobTask(Task):
         job_id = args[0] if args else kwargs.get("job_id")
         if not job_id:
             return
-        error = JobError(code="internal_error", message=f"{type(exc).__name__}: {exc}", retryable=True)
+        log.error("job task failed", extra={"job_id": job_id, "error": type(exc).__name__}, exc_info=exc)
+        error = JobError(code="internal_error", message="the worker failed on this job; the details are in its log",
+                         retryable=True)
 
         def fail(record):
             if record.status.is_terminal:

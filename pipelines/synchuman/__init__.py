@@ -3,7 +3,8 @@
 ``stage1/`` is the 2D-3D cross-space diffusion (five views, normals, 64^3
 occupancy); ``stage2/`` the structured-latent flow and the Gaussian and mesh
 decoders; ``sparse/`` the sparse-voxel tensor ops both need; ``dinov2.py`` the
-image encoder both condition on (loaded once, shared by the two stages).
+image encoder both condition on (shared by the two stages when they run in
+float32; stage 2 keeps its own float32 copy otherwise, as the official code does).
 
 A weights directory holds the official release as downloaded, in either of
 these layouts (``ckpts/`` is how the release itself nests them)::
@@ -62,7 +63,10 @@ def load_synchuman(weights_dir: Path, *, device: str = "cpu", dtype: str | None 
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(sorted(set(DTYPES.values())))}")
     torch_dtype = getattr(torch, DTYPES[dtype])
     stage1 = SyncHumanStage1Pipeline.from_pretrained(one, dinov2=dinov2, device=device, dtype=torch_dtype)
-    stage2 = SyncHumanStage2Pipeline.from_pretrained(two, dinov2=stage1.dinov2, device=device, dtype=torch_dtype)
+    # The official stage 2 runs DINOv2 in float32 even where stage 1 runs it in
+    # float16: share the stage-1 encoder only when it already is float32.
+    shared_dinov2 = stage1.dinov2 if torch_dtype == torch.float32 else dinov2
+    stage2 = SyncHumanStage2Pipeline.from_pretrained(two, dinov2=shared_dinov2, device=device, dtype=torch_dtype)
     return GenerationPipelines(
         name="synchuman",
         version=VERSION,
