@@ -272,7 +272,9 @@ async def summary() -> JSONResponse:
             "service": SERVICE_NAME,
             "description": "One photo of a person in, a textured 3D model (GLB) out.",
             "docs": "/docs",
+            "ui": "/ui",
             "endpoints": {
+                "GET /ui": "the web page: upload a photo, watch the stages, view and download the model",
                 "POST /v1/jobs": "submit a photo; answers at once with the queued job",
                 "GET /v1/jobs/{id}": "status, progress and fresh download URLs",
                 "POST /v1/jobs/{id}/cancel": "cancel a queued or running job",

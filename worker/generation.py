@@ -211,7 +211,8 @@ def _publish_stage1(runtime: WorkerRuntime, record: JobRecord, files: dict[str, 
     published = retry_on_redis_errors(lambda: runtime.store.update(record.id, publish))
     if published.cancel_requested:
         raise JobCanceledError("the job was canceled")
-    fire_event(published, WebhookEvent.stage1_completed)
+    if published.status is JobStatus.running and published.outputs == outputs:
+        fire_event(published, WebhookEvent.stage1_completed)
     return outputs
 
 

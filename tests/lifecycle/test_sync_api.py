@@ -147,4 +147,6 @@ def test_health_info_and_summary(stack) -> None:
         assert info["webhooks"]["events"] == ["started", "stage1.completed", "completed"]
         summary = http.get("/").json()
         assert summary["docs"] == "/docs" and "POST /generate" in summary["endpoints"]
+        assert summary["ui"] == "/ui" and "GET /ui" in summary["endpoints"]
+        assert "text/html" in http.get(summary["ui"]).headers["content-type"]
         assert http.get("/docs").status_code == 200

@@ -34,6 +34,9 @@ def test_every_subscribed_event_arrives_signed_with_the_job_as_body(stack, webho
     started, stage1, completed = (json.loads(call.body) for call in calls)
     assert started["status"] in ("running", "succeeded") and started["started_at"] is not None
     assert stage1["status"] in ("running", "succeeded") and stage1["progress"] >= 60.0  # stage 1 done
+    assert "stage1/color_0.png" in stage1["outputs"]  # listed before the event fired
+    view = httpx.get(stage1["outputs"]["stage1/color_0.png"]["url"], trust_env=False)
+    assert view.status_code == 200 and view.content[:4] == b"\x89PNG"
     assert completed["status"] == "succeeded"
     glb = httpx.get(completed["outputs"]["stage2/output.glb"]["url"], trust_env=False)
     assert glb.status_code == 200 and glb.content[:4] == b"glTF"

@@ -27,10 +27,11 @@ def compose() -> dict:
 
 
 def dockerfile_copies(path: Path) -> list[str]:
+    """What the Dockerfile copies from the build context (not ``COPY --from=`` another stage)."""
     sources = []
     for line in path.read_text().splitlines():
-        if line.startswith("COPY "):
-            sources.extend(shlex.split(line)[1:-1])
+        if line.startswith("COPY ") and "--from=" not in line:
+            sources.extend(arg for arg in shlex.split(line)[1:-1] if not arg.startswith("--"))
     return sources
 
 
@@ -87,3 +88,17 @@ def test_api_image_carries_no_torch():
     install_lines = [line for line in text.splitlines() if "pip install" in line]
     assert install_lines and not any("torch" in line or "[worker" in line for line in install_lines)
     assert "FROM python:" in text and "cuda" not in text.lower().split("from", 1)[1].splitlines()[0]
+
+
+def test_api_image_serves_the_model_viewer_it_installs():
+    text = (REPO / "Dockerfile.api").read_text()
+    stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M)
+    assert stages[-1][0].startswith("python:"), "the last stage is the API image"
+    builders = {alias for image, alias in stages[:-1] if image.startswith("node:")}
+    [copy] = [line for line in text.splitlines() if line.startswith("COPY --from=")]
+    _, stage, source, target = shlex.split(copy)
+    assert stage.removeprefix("--from=") in builders
+    assert source.endswith("node_modules/@google/model-viewer/dist/model-viewer.min.js")
+    assert re.search(r"npm install --prefix (\S+) .*@google/model-viewer@\d+\.\d+\.\d+", text)
+    env = dict(re.findall(r"^ENV (SYNCHUMAN_UI__MODEL_VIEWER_PATH)=(\S+)$", text, re.M))
+    assert env["SYNCHUMAN_UI__MODEL_VIEWER_PATH"] == target  # the path the page's module is served from

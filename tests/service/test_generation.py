@@ -101,3 +101,30 @@ def test_transition_keeps_the_first_start_time(runtime, sample_photo):
     first = runtime.store.transition(record.id, JobStatus.running, attempts=1)
     again = transition(first, JobStatus.running, attempts=2)
     assert again.started_at == first.started_at
+
+
+def test_pipeline_crash_keeps_paths_and_traceback_out_of_the_record(runtime, sample_photo, monkeypatch, caplog):
+    import dataclasses
+
+    secret_path = "/opt/models/internal/stage2_weights.safetensors"
+    seen_during_stage2: dict[str, str] = {}
+
+    def crashing_stage2(views, **_kwargs):
+        # Stage 1 is done: its complete set is already listed on the record.
+        seen_during_stage2.update(runtime.store.get(record.id).outputs)
+        raise FileNotFoundError(f"[Errno 2] No such file or directory: '{secret_path}'")
+
+    record = submit(runtime, Image.open(sample_photo), texture_size=512)
+    monkeypatch.setattr(runtime, "pipelines", dataclasses.replace(runtime.pipelines, stage2=crashing_stage2))
+    with caplog.at_level("ERROR", logger="synchuman.worker"):
+        final = run_job(runtime, record.id)
+
+    assert final.status is JobStatus.failed
+    assert final.error.code == "pipeline_error" and final.error.message
+    assert secret_path not in final.error.message and "/" not in final.error.message
+    assert "Traceback" not in final.error.message and "FileNotFoundError" not in final.error.message
+    assert secret_path in caplog.text  # the details go to the worker's log instead
+    # The stage-1 set had been listed and uploaded; the failure removed both.
+    assert "stage1/color_0.png" in seen_during_stage2
+    assert final.outputs == {}
+    assert runtime.storage.list_keys(f"jobs/{record.id}") == [record.input_key]
