@@ -101,7 +101,7 @@ def _ready(base_url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     if shutil.which("redis-server") is None:
         _unavailable("redis-server is not installed (apt-get install redis-server)")
@@ -153,8 +153,14 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
+    """Headless Chromium for the tests of this package.
+
+    Package scope on purpose: while Playwright's sync API is open it keeps an
+    event loop running in the main thread, which would break later tests that
+    call ``asyncio.run``; it is closed once the browser tests are done.
+    """
     try:
         from playwright import sync_api as playwright_api
     except ImportError:
@@ -215,7 +221,7 @@ class KeyedApi:
     token: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def keyed_api(local_stack: LocalStack) -> Iterator[KeyedApi]:
     import redis
 
