@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipelines.synchuman.stage1.layers import LayerNorm32
+from pipelines.synchuman.trellis_layers import MultiHeadRMSNorm, TrellisFeedForward
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -48,18 +49,6 @@ class TimestepEmbedder(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         weight = self.mlp[0].weight
         return self.mlp(sinusoidal_embedding(t, self.frequency_dim).to(weight.dtype))
-
-
-class MultiHeadRMSNorm(nn.Module):
-    """Per-head ``normalize(x) * gamma * sqrt(head_dim)``, computed in float32."""
-
-    def __init__(self, head_dim: int, heads: int) -> None:
-        super().__init__()
-        self.scale = head_dim**0.5
-        self.gamma = nn.Parameter(torch.ones(heads, head_dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (F.normalize(x.float(), dim=-1) * self.gamma.float() * self.scale).to(x.dtype)
 
 
 class SelfAttention(nn.Module):
@@ -103,16 +92,6 @@ class CrossAttention(nn.Module):
         return self.to_out(out.transpose(1, 2).reshape(b, length, c))
 
 
-class FeedForwardNet(nn.Module):
-    def __init__(self, channels: int, mlp_ratio: float) -> None:
-        super().__init__()
-        hidden = int(channels * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x)
-
-
 class ModulatedCrossBlock(nn.Module):
     """x += gate * SA(mod(LN1 x)); x += CA(LN2 x, cond); x += gate * MLP(mod(LN3 x)).
 
@@ -126,7 +105,7 @@ class ModulatedCrossBlock(nn.Module):
         self.norm3 = LayerNorm32(channels, elementwise_affine=False, eps=1e-6)
         self.self_attn = SelfAttention(channels, heads, qk_rms_norm)
         self.cross_attn = CrossAttention(channels, context_channels, heads)
-        self.mlp = FeedForwardNet(channels, mlp_ratio)
+        self.mlp = TrellisFeedForward(channels, mlp_ratio)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(channels, 6 * channels))
 
     def forward(self, x: torch.Tensor, t_emb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch import nn
 from pipelines.synchuman.sparse.attention import cross_attention, full_self_attention, windowed_self_attention
 from pipelines.synchuman.sparse.conv import _KernelWeights
 from pipelines.synchuman.sparse.tensor import SparseVoxels
+from pipelines.synchuman.trellis_layers import MultiHeadRMSNorm
 
 
 def position_embedding(coords: torch.Tensor, channels: int) -> torch.Tensor:
@@ -45,18 +46,6 @@ class TimestepEmbedder(nn.Module):
         freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
         args = t[:, None].float() * freqs[None]  # (B, half)
         return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
-
-
-class MultiHeadRMSNorm(nn.Module):
-    """``normalize(x) * gamma * sqrt(head_dim)`` per head, in float32."""
-
-    def __init__(self, head_dim: int, heads: int) -> None:
-        super().__init__()
-        self.scale = head_dim**0.5
-        self.gamma = nn.Parameter(torch.ones(heads, head_dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (F.normalize(x.float(), dim=-1) * self.gamma.float() * self.scale).to(x.dtype)
 
 
 class SparseSelfAttention(nn.Module):
@@ -112,18 +101,6 @@ class SparseCrossAttention(nn.Module):
         kv = self.to_kv(context).reshape(b, m, 2, self.num_heads, -1)  # (B, M, 2, H, C)
         out = cross_attention(x, q, kv[:, :, 0], kv[:, :, 1])
         return self.to_out(out.reshape(n, -1))
-
-
-class FeedForward(nn.Module):
-    """Linear - GELU(tanh) - Linear."""
-
-    def __init__(self, channels: int, mlp_ratio: float) -> None:
-        super().__init__()
-        hidden = int(channels * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x)
 
 
 def convert_linear_and_conv(module: nn.Module, dtype: torch.dtype) -> None:

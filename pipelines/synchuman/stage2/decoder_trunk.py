@@ -22,7 +22,8 @@ from torch import nn
 
 from pipelines.synchuman.sparse.norm import LayerNorm32
 from pipelines.synchuman.sparse.tensor import SparseVoxels
-from pipelines.synchuman.stage2.blocks import FeedForward, SparseSelfAttention, convert_linear_and_conv, position_embedding
+from pipelines.synchuman.stage2.blocks import SparseSelfAttention, convert_linear_and_conv, position_embedding
+from pipelines.synchuman.trellis_layers import TrellisFeedForward
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class MultiviewBlock(nn.Module):
         self.norm2 = LayerNorm32(channels, elementwise_affine=False, eps=1e-6)
         self.norm3 = LayerNorm32(channels, elementwise_affine=False, eps=1e-6)
         self.attn = SparseSelfAttention(channels, num_heads, window_size=window, shift=shift, qk_rms_norm=qk_rms_norm)
-        self.mlp = FeedForward(channels, mlp_ratio)
+        self.mlp = TrellisFeedForward(channels, mlp_ratio)
         self.mv_condition = nn.Sequential(
             nn.Linear(channels + mv_dim * 8, channels * 4), nn.GELU(approximate="tanh"), nn.Linear(channels * 4, channels)
         )

@@ -24,13 +24,13 @@ from pipelines.synchuman.sparse.norm import LayerNorm32
 from pipelines.synchuman.sparse.resample import downsample, upsample
 from pipelines.synchuman.sparse.tensor import SparseVoxels
 from pipelines.synchuman.stage2.blocks import (
-    FeedForward,
     SparseCrossAttention,
     SparseSelfAttention,
     TimestepEmbedder,
     convert_linear_and_conv,
     position_embedding,
 )
+from pipelines.synchuman.trellis_layers import TrellisFeedForward
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class ModulatedCrossBlock(nn.Module):
         self.norm3 = LayerNorm32(channels, elementwise_affine=False, eps=1e-6)
         self.self_attn = SparseSelfAttention(channels, num_heads, qk_rms_norm=qk_rms_norm)
         self.cross_attn = SparseCrossAttention(channels, context_channels, num_heads)
-        self.mlp = FeedForward(channels, mlp_ratio)
+        self.mlp = TrellisFeedForward(channels, mlp_ratio)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(channels, 6 * channels))
 
     def forward(self, x: SparseVoxels, emb: torch.Tensor, context: torch.Tensor) -> SparseVoxels:
