@@ -54,7 +54,7 @@ import redis
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from client.stack import free_port, redis_server_binary  # noqa: E402
+from client.stack import free_port, redis_server_binary, stop_processes  # noqa: E402
 from shared.heartbeat import list_workers  # noqa: E402
 from shared.job_store import JobKeys  # noqa: E402
 from shared.jobs import JobRecord, JobStatus  # noqa: E402
@@ -295,15 +295,7 @@ class Service:
         return wait_for(finished, timeout, f"{len(job_ids)} jobs to finish", interval=0.2)
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in reversed(self.processes):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes, timeout=30)
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):  # noqa: ANN001, ANN201

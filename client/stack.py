@@ -118,15 +118,7 @@ class EmbeddedStack:
         raise TimeoutError(f"the embedded stack was not ready within {timeout} s; see {self.state_dir / 'logs'}")
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in reversed(self.processes):
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes)
         self.processes.clear()
 
     def __enter__(self) -> EmbeddedStack:
@@ -134,3 +126,16 @@ class EmbeddedStack:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def stop_processes(processes: list[subprocess.Popen], timeout: float = 15) -> None:
+    """SIGTERM every process (last started first), then wait; kill what outlives ``timeout``."""
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in reversed(processes):
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
