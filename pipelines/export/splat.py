@@ -14,7 +14,10 @@ with contributions below 1/255 dropped.  The image is cut into
 bounding box (``sigma_extent`` standard deviations along each image axis)
 touches the tile is listed, and the pairs are sorted by tile, then depth.
 
-The pairs are then composited without any per-tile loop: for a run of whole
+A pair only ever touches the pixels inside its Gaussian's box (so the image
+does not depend on the tile size).  On CUDA with Triton the pairs are
+composited by one kernel program per tile (:mod:`pipelines.export.splat_kernel`).
+Elsewhere they are composited without any per-tile loop: for a run of whole
 tiles (at most about ``pixels_per_chunk`` / tile pixels pairs), the alphas of all their pairs
 at all pixels of their tile form one (pairs, tile pixels) matrix, and the
 transmittances are a *segmented* cumulative sum of log(1 - a) down that
@@ -32,9 +35,9 @@ from dataclasses import dataclass
 
 import torch
 
+from pipelines.export import splat_kernel
 from pipelines.export.cameras import OrthographicCamera, PerspectiveCamera
 from pipelines.geometry import Gaussians
-
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,13 @@ class SplatConfig:
     sigma_extent: float = 3.0
     """Footprint half-extent in standard deviations (per image axis)."""
     tile: int = 8
-    """Tile side in pixels (8 wastes fewer pixel evaluations on 16 px footprints than 16)."""
+    """Tile side in pixels for the PyTorch compositing (8 wastes fewer pixel evaluations on 16 px
+    footprints than 16)."""
+    use_kernel: bool = True
+    """Composite with the Triton kernel where it is available (CUDA); False forces the PyTorch path."""
+    kernel_tile: int = 16
+    """Tile side for the Triton kernel on CUDA (one program of 256 pixels per tile).  The image does
+    not depend on the tile size: a pair only touches pixels inside its Gaussian's box."""
     pixels_per_chunk: int = 1 << 24
     """(pair, tile pixel) entries composited at once: bounds memory (about 80 bytes each)."""
 
@@ -125,7 +134,8 @@ def render_gaussians(
     """Render on a black background; returns (H, W, 3) colours and (H, W) alpha."""
     device = g.xyz.device
     size = camera.size
-    tile_side = config.tile
+    use_kernel = config.use_kernel and splat_kernel.available(device)
+    tile_side = config.kernel_tile if use_kernel else config.tile
     tiles_x = (size + tile_side - 1) // tile_side
     num_tiles = tiles_x * tiles_x
     pixels_per_tile = tile_side * tile_side
@@ -164,6 +174,11 @@ def render_gaussians(
         pair_tile = tile[order]  # (P,) non-decreasing
         tile_count = torch.bincount(tile, minlength=num_tiles)
         tile_start = torch.cumsum(tile_count, 0) - tile_count
+        if use_kernel:
+            color, transmittance = splat_kernel.composite_tiles(
+                pair_gaussian, tile_start, tile_count, mean, conic, opacity, g.colors, extent, tiles_x, tile_side
+            )
+            return _tiles_to_image(color, transmittance, tiles_x, tile_side, size)
 
         # Pixel centres of each tile: (T, t*t, 2).
         local = torch.arange(tile_side, device=device, dtype=torch.float32) + 0.5
@@ -176,10 +191,16 @@ def render_gaussians(
 
         for first, last in _chunks(tile_start, len(pair_gaussian), config.pixels_per_chunk // pixels_per_tile):
             _composite_chunk(
-                pair_gaussian[first:last], pair_tile[first:last], pixels, mean, conic, opacity, g.colors, color, transmittance,
+                pair_gaussian[first:last], pair_tile[first:last], pixels, mean, conic, opacity, g.colors, extent,
+                color, transmittance,
             )
+    return _tiles_to_image(color, transmittance, tiles_x, tile_side, size)
 
-    # Tiles -> image: (T, t*t, C) -> (H, W, C).
+
+def _tiles_to_image(
+    color: torch.Tensor, transmittance: torch.Tensor, tiles_x: int, tile_side: int, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, t*t, 3) colours and (T, t*t) transmittances -> (H, W, 3) image and (H, W) alpha."""
     side = tiles_x * tile_side
     image = color.view(tiles_x, tiles_x, tile_side, tile_side, 3).permute(0, 2, 1, 3, 4).reshape(side, side, 3)
     alpha_img = (1.0 - transmittance).view(tiles_x, tiles_x, tile_side, tile_side).permute(0, 2, 1, 3).reshape(side, side)
@@ -205,6 +226,7 @@ def _composite_chunk(
     conic: torch.Tensor,
     opacity: torch.Tensor,
     colors: torch.Tensor,
+    extent: torch.Tensor,
     color: torch.Tensor,
     transmittance: torch.Tensor,
 ) -> None:
@@ -212,6 +234,7 @@ def _composite_chunk(
 
     ``gid`` / ``tid`` (Q,) are the Gaussian and tile of each pair, sorted by
     tile then depth, and every tile in ``tid`` has all its pairs here.
+    ``extent`` (G, 2) is each Gaussian's box half-extent in pixels.
     ``color`` is (T, t*t, 3) and ``transmittance`` (T, t*t).
 
     Entries are laid out pixel-major, (t*t, Q), so that the running sum over
@@ -222,10 +245,12 @@ def _composite_chunk(
     d = pixels[tid].transpose(0, 1) - mean[gid].unsqueeze(0)  # (t*t, Q, 2)
     cn = conic[gid]  # (Q, 3)
     power = -0.5 * (cn[:, 0] * d[..., 0] ** 2 + cn[:, 2] * d[..., 1] ** 2) - cn[:, 1] * d[..., 0] * d[..., 1]
+    inside = (d.abs() <= extent[gid].unsqueeze(0)).all(dim=2)  # (t*t, Q): pixel within the Gaussian's box
     del d
     alpha = (opacity[gid] * torch.exp(power.clamp(max=0.0))).clamp(max=0.99)  # (t*t, Q)
     del power
-    alpha = torch.where(alpha >= 1.0 / 255.0, alpha, torch.zeros_like(alpha))
+    alpha = torch.where(inside & (alpha >= 1.0 / 255.0), alpha, torch.zeros_like(alpha))
+    del inside
     log_survive = torch.log1p(-alpha)  # (t*t, Q)
     # Flat running sum (float64: it runs over every entry of the chunk) viewed back as (t*t, Q).
     inclusive = torch.cumsum(log_survive.reshape(-1), dim=0, dtype=torch.float64).view(log_survive.shape)

@@ -15,7 +15,8 @@ from export.texture_check import visible_texel_psnr
 from pipelines.export.cameras import canonical_cameras, sphere_cameras
 from pipelines.export.holes import HoleFillConfig, face_visibility
 from pipelines.export.raster import rasterize
-from pipelines.export.splat import GaussianTensors, render_gaussians
+from pipelines.export.splat import GaussianTensors, SplatConfig, render_gaussians
+from pipelines.export.splat_kernel import available as splat_kernel_available
 from pipelines.export.textured import ExportConfig, export_textured_mesh
 
 pytestmark = [
@@ -53,6 +54,18 @@ def test_splatting_matches_cpu():
     gpu_image, gpu_alpha = render_gaussians(GaussianTensors.from_gaussians(gaussians, "cuda"), camera)
     assert (cpu_alpha - gpu_alpha.cpu()).abs().max() < 1e-3
     assert (cpu_image - gpu_image.cpu()).abs().max() < 1e-3
+
+
+def test_splat_kernel_matches_the_pytorch_compositing():
+    assert splat_kernel_available(torch.device("cuda")), "the GPU image must have Triton"
+    mesh = bumpy_sphere(4)
+    gaussians = GaussianTensors.from_gaussians(surface_gaussians(mesh, 50000), "cuda")
+    for camera in sphere_cameras(3, 512) + canonical_cameras(384):
+        kernel_image, kernel_alpha = render_gaussians(gaussians, camera)
+        torch_image, torch_alpha = render_gaussians(gaussians, camera, config=SplatConfig(use_kernel=False))
+        assert kernel_alpha.max() > 0.5  # the subject is in view
+        assert (kernel_alpha - torch_alpha).abs().max() < 1e-4
+        assert (kernel_image - torch_image).abs().max() < 1e-4
 
 
 def test_export_on_gpu_reproduces_the_texture():
