@@ -9,13 +9,16 @@ from typing import Annotated
 import redis.asyncio as aredis
 from celery import Celery
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
+from shared.errors import ServiceUnavailableError
 from shared.heartbeat import WorkerHeartbeat, list_workers_async
 from shared.job_store import AsyncJobStore
-from shared.queue import celery_producer
+from shared.queue import GENERATE_TASK, GPU_QUEUE, celery_producer
 from shared.settings import Settings
 from shared.storage import Storage, build_storage
 from shared.storage.retrying import RetryingStorage
+from shared.task_message import TaskMessageTemplate, capture_generate_message, shares_job_store
 
 WORKER_CACHE_S = 2.0
 """How long the list of live workers (used for ETAs) is reused between requests."""
@@ -29,6 +32,7 @@ class ApiContext:
     storage: Storage
     producer: Celery
     _workers: tuple[float, list[WorkerHeartbeat]] = field(default=(0.0, []), repr=False)
+    _generate_message: TaskMessageTemplate | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> ApiContext:
@@ -49,6 +53,25 @@ class ApiContext:
             cached = await list_workers_async(self.redis, self.store.keys)
             self._workers = (now, cached)
         return cached
+
+    async def generate_message(self, job_id: str) -> tuple[str, str] | None:
+        """``(list key, payload)`` of the Celery message that runs ``job_id``, for the job store to push.
+
+        None when the broker is not the job store's Redis database: the caller
+        then sends the message with ``send_task`` after creating the record.
+        The message format is captured from Celery once per process.
+        """
+        if self._generate_message is None:
+            if not shares_job_store(self.producer, self.settings.redis.url):
+                return None
+            try:
+                self._generate_message = await run_in_threadpool(
+                    capture_generate_message, self.producer, GENERATE_TASK, GPU_QUEUE
+                )
+            except Exception as exc:
+                raise ServiceUnavailableError("the job queue cannot be reached; try again") from exc
+        template = self._generate_message
+        return template.list_key, template.render(job_id)
 
     async def close(self) -> None:
         await self.redis.aclose()

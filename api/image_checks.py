@@ -106,8 +106,10 @@ def check_image(data: bytes, settings: ApiSettings) -> CheckedImage:
 
     if orientation != 1:
         image = ImageOps.exif_transpose(image)
-    image = image.convert("RGBA" if has_alpha else "RGB")
-    if has_alpha and image.getchannel("A").getbbox() is None:
+    target_mode = "RGBA" if has_alpha else "RGB"
+    if image.mode != target_mode:
+        image = image.convert(target_mode)
+    if has_alpha and image.getbbox(alpha_only=True) is None:  # the bounding box of alpha > 0
         raise NoForegroundError("the image is fully transparent: no person is visible")
 
     if untouched:

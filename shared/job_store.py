@@ -14,7 +14,10 @@ each other's change or retry; an illegal move raises
 :class:`~shared.errors.IllegalTransitionError` and writes nothing.
 
 ``JobStore`` is synchronous (worker, tests, CLI); ``AsyncJobStore`` is the
-subset the API needs, on ``redis.asyncio``.
+subset the API needs, on ``redis.asyncio``.  The API's two hot operations are
+one Lua script each, so one round trip: creating a job (record, queue entry,
+counter and, when the broker is this Redis, the Celery message, all or
+nothing) and reading a job with its queue position.
 """
 
 from __future__ import annotations
@@ -48,6 +51,27 @@ class JobKeys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"
+
+
+_CREATE = """
+local job_key, seq_key, queue_key, status_counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local record, retention_s, job_id = ARGV[1], ARGV[2], ARGV[3]
+if not redis.call('SET', job_key, record, 'EX', retention_s, 'NX') then
+  return -1
+end
+redis.call('ZADD', queue_key, redis.call('INCR', seq_key), job_id)
+redis.call('HINCRBY', status_counts, 'queued', 1)
+if KEYS[5] then
+  redis.call('LPUSH', KEYS[5], ARGV[4])
+end
+return redis.call('ZRANK', queue_key, job_id)
+"""
+"""Create one queued job (and push its task message, if given) atomically; its 0-based rank, or -1 if it exists."""
+
+_READ = """
+return {redis.call('GET', KEYS[1]), redis.call('ZRANK', KEYS[2], ARGV[1]), redis.call('GET', KEYS[3])}
+"""
+"""A job's record, its queue rank and the mean job duration, in one call."""
 
 
 class JobStore:
@@ -140,31 +164,40 @@ class AsyncJobStore:
         self.redis = client
         self.keys = JobKeys(prefix)
         self.retention_s = retention_s
+        self._status_counts = MetricKeys(prefix).jobs_by_status
+        self._create = client.register_script(_CREATE)
+        self._read = client.register_script(_READ)
 
-    async def create(self, record: JobRecord) -> int:
-        seq = await self.redis.incr(self.keys.seq)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.job(record.id), record.model_dump_json(), ex=self.retention_s, nx=True)
-            pipe.zadd(self.keys.queue, {record.id: seq})
-            pipe.zrank(self.keys.queue, record.id)
-            count_transition(pipe, MetricKeys(self.keys.prefix), None, record.status.value)
-            created, _, rank = (await pipe.execute())[:3]
-        if not created:
+    async def create(self, record: JobRecord, *, message: tuple[str, str] | None = None) -> int:
+        """Store a new queued job; returns its 1-based queue position.
+
+        ``message`` is ``(list key, payload)`` of the job's task message, pushed
+        in the same script: either both exist afterwards or neither does.
+        """
+        keys = [self.keys.job(record.id), self.keys.seq, self.keys.queue, self._status_counts]
+        args = [record.model_dump_json(), self.retention_s, record.id]
+        if message is not None:
+            keys.append(message[0])
+            args.append(message[1])
+        rank = await self._create(keys=keys, args=args)
+        if rank == -1:
             raise ValueError(f"job {record.id} already exists")
         return int(rank) + 1
 
+    async def get_raw_with_rank(self, job_id: str) -> tuple[bytes | None, int | None, float | None]:
+        """The stored record JSON (None if missing), its queue rank (0-based) and the mean job duration."""
+        raw, rank, job_s = await self._read(keys=[self.keys.job(job_id), self.keys.queue, self.keys.job_seconds],
+                                            args=[job_id])
+        return raw or None, rank, float(job_s) if job_s else None
+
     async def get_with_position(self, job_id: str) -> tuple[JobRecord, int | None, float | None]:
         """The record, its queue position (None unless queued) and the mean job duration."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(self.keys.job(job_id))
-            pipe.zrank(self.keys.queue, job_id)
-            pipe.get(self.keys.job_seconds)
-            raw, rank, job_s = await pipe.execute()
+        raw, rank, job_s = await self.get_raw_with_rank(job_id)
         if raw is None:
             raise JobNotFoundError(f"no job with id {job_id}")
         record = JobRecord.model_validate_json(raw)
         position = int(rank) + 1 if rank is not None and record.status is JobStatus.queued else None
-        return record, position, float(job_s) if job_s is not None else None
+        return record, position, job_s
 
     async def update(self, job_id: str, change: Callable[[JobRecord], JobRecord | None]) -> JobRecord:
         key = self.keys.job(job_id)

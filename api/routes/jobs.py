@@ -123,19 +123,27 @@ async def create_job(
         owner=request.state.key_id,
     )
     await run_in_threadpool(ctx.storage.put_bytes, record.input_key, checked.png, "image/png")
-    position = await ctx.store.create(record)
     try:
-        await run_in_threadpool(_enqueue, ctx, job_id)
-    except Exception as exc:
-        await ctx.store.delete(job_id)
+        message = await ctx.generate_message(job_id)
+    except ServiceUnavailableError:
         if idempotency_key:
             await idempotency_keys(ctx).release(idempotency_key, owner=request.state.key_id)
-        raise ServiceUnavailableError("the job queue cannot be reached; try again") from exc
+        raise
+    position = await ctx.store.create(record, message=message)
+    if message is None:
+        try:
+            await run_in_threadpool(_enqueue, ctx, job_id)
+        except Exception as exc:
+            await ctx.store.delete(job_id)
+            if idempotency_key:
+                await idempotency_keys(ctx).release(idempotency_key, owner=request.state.key_id)
+            raise ServiceUnavailableError("the job queue cannot be reached; try again") from exc
     body = {"id": job_id, "status": JobStatus.queued.value, "queue_position": position, "links": _links(job_id)}
     return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
 
 
 def _enqueue(ctx: ApiContext, job_id: str) -> None:
+    """Send the task message separately (only when the broker is not the job store's Redis)."""
     ctx.producer.send_task(GENERATE_TASK, args=[job_id], task_id=job_id, queue=GPU_QUEUE)
 
 
