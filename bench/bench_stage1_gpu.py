@@ -1,7 +1,7 @@
 """Time one SyncHuman stage-1 job (768^2, 50 steps) on a GPU and report peak memory.
 
     python -m bench.bench_stage1_gpu --weights /tmp/synchuman-random [--make-weights] \
-        [--dtype float16] [--steps 50] [--attention cudnn] [--compile]
+        [--dtype float16] [--steps 50] [--variants base,fullcompile] [--profile] [--breakdown]
 
 With ``--make-weights`` missing weights are first written at the published
 sizes with random values (``bench/make_random_weights.py``).  The input is a
@@ -19,24 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from pipelines.synchuman.stage1 import SyncHumanStage1Pipeline
+from pipelines.synchuman.stage1.pipeline import warm_up_figure
 
 GIB = 2**30
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-def synthetic_person(size: tuple[int, int] = (576, 768)) -> Image.Image:
-    """A standing figure (head, torso, legs) on a transparent background."""
-    image = Image.new("RGBA", size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    draw.ellipse((w * 0.4, h * 0.03, w * 0.6, h * 0.2), fill=(224, 180, 150, 255))
-    draw.rectangle((w * 0.3, h * 0.2, w * 0.7, h * 0.55), fill=(40, 90, 160, 255))
-    draw.rectangle((w * 0.33, h * 0.55, w * 0.48, h * 0.97), fill=(50, 50, 60, 255))
-    draw.rectangle((w * 0.52, h * 0.55, w * 0.67, h * 0.97), fill=(50, 50, 60, 255))
-    return image
 
 
 def run_job(pipe: SyncHumanStage1Pipeline, image: Image.Image, steps: int, seed: int) -> dict:
@@ -65,9 +54,11 @@ def main() -> None:
         "--variants", default="base",
         help="comma-separated configurations timed in turn, each a '+'-joined set of: "
         "base, cudnn, flash (SDPA preference), cl (channels-last), graph (CUDA graph), chunk1 (VAE decodes "
-        "one view at a time), compile (last only)",
+        "one view at a time), bench (cuDNN autotuning), fullcompile (whole network), "
+        "autotune (whole network, max-autotune); compiled variants last",
     )
-    parser.add_argument("--profile", action="store_true", help="print a kernel profile of 2 eager steps")
+    parser.add_argument("--profile", action="store_true", help="print a kernel profile of 2 steps after each configuration")
+    parser.add_argument("--breakdown", action="store_true", help="print GPU time per module kind of 2 eager steps")
     parser.add_argument("--decode-chunk", type=int, default=2)
     parser.add_argument("--image", type=Path)
     args = parser.parse_args()
@@ -89,7 +80,7 @@ def main() -> None:
     )
     load_s = time.perf_counter() - start
     weights_gib = torch.cuda.memory_allocated() / GIB
-    image = Image.open(args.image).convert("RGBA") if args.image else synthetic_person()
+    image = Image.open(args.image).convert("RGBA") if args.image else warm_up_figure()
     for variant in args.variants.split(","):
         options = set(variant.split("+"))
         attention = next((a for a in ("cudnn", "flash", "efficient") if a in options), "default")
@@ -97,8 +88,11 @@ def main() -> None:
         pipe.set_channels_last("cl" in options)
         pipe.set_cuda_graph("graph" in options)
         pipe.vae_decode_chunk = 1 if "chunk1" in options else args.decode_chunk
-        if "compile" in options:
-            pipe.compile_blocks()
+        torch.backends.cudnn.benchmark = "bench" in options
+        if "fullcompile" in options:
+            pipe.compile_network()
+        if "autotune" in options:
+            pipe.compile_network("max-autotune-no-cudagraphs")
         try:
             warm = run_job(pipe, image, steps=2, seed=0)
             torch.cuda.empty_cache()  # so that the reserved peak is this job's, not earlier caching
@@ -122,30 +116,109 @@ def main() -> None:
             peak_reserved_gib=torch.cuda.max_memory_reserved() / GIB,
         )
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
-        if args.profile and variant == args.variants.split(",")[0]:
-            profile_steps(pipe, image)  # after the first (warm) configuration, before any compilation
+        if args.profile:
+            profile_steps(pipe, image)
+        if args.breakdown and variant == args.variants.split(",")[0]:  # eager, before any compilation
+            module_breakdown(pipe, image)
+
+
+KERNEL_KINDS = (
+    ("attention", ("sdpa", "fmha", "flash", "attention")),
+    ("convolution", ("fprop", "conv", "implicit", "dgrad", "winograd")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "cublas")),
+    ("fused (triton)", ("triton",)),
+)
+
+
+def kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    for kind, marks in KERNEL_KINDS:
+        if any(mark in lowered for mark in marks):
+            return kind
+    return "other"
 
 
 def profile_steps(pipe: SyncHumanStage1Pipeline, image: Image.Image, steps: int = 2) -> None:
-    """GPU kernel time against wall time for eager sampling steps, and the costliest kernels."""
+    """GPU kernel time against wall time for sampling steps as configured, by kernel kind and costliest."""
+    from collections import Counter
+
     from torch.profiler import ProfilerActivity, profile
 
-    pipe.set_attention_backend("default")
-    pipe.set_channels_last(False)
-    pipe.set_cuda_graph(False)
     conditions, _ = pipe.encode_conditions(image)
     noise = pipe.draw_noise(torch.Generator().manual_seed(0))
+    pipe.sample(conditions, noise, num_inference_steps=1)  # capture / compile outside the profile
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         start = time.perf_counter()
         pipe.sample(conditions, noise, num_inference_steps=steps)
         torch.cuda.synchronize()
         wall = time.perf_counter() - start
-    events = prof.key_averages()
-    kernel_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA")
+    kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+    kernel_us = sum(e.self_device_time_total for e in kernels)
+    kinds: Counter[str] = Counter()
+    for event in kernels:
+        kinds[kernel_kind(event.key)] += event.self_device_time_total
     print(f"profile: {steps} steps wall {wall * 1000 / steps:.1f} ms/step (profiled), "
           f"GPU kernels {kernel_us / 1000 / steps:.1f} ms/step")
-    print(events.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60))
+    for kind, us in kinds.most_common():
+        print(f"  {kind:16s} {us / 1000 / steps:7.1f} ms/step")
+    for event in sorted(kernels, key=lambda e: -e.self_device_time_total)[:12]:
+        print(f"  {event.self_device_time_total / 1000 / steps:7.2f} ms/step {event.count // steps:5d}x  {event.key[:90]}")
+
+
+def module_breakdown(pipe: SyncHumanStage1Pipeline, image: Image.Image, steps: int = 2) -> None:
+    """GPU milliseconds per step spent inside each kind of module (CUDA events around every call).
+
+    Kinds nest (a transformer's total includes its attentions), so the rows do not add up.
+    """
+    from collections import defaultdict
+
+    totals: dict[str, list] = defaultdict(list)
+    kinds = (
+        "ResnetBlock2D", "MultiviewTransformer2D", "JointDomainAttention", "RowwiseMultiviewAttention",
+        "FeedForward", "GroupNorm", "LayerNorm", "Downsample2D", "Upsample2D", "ModulatedCrossBlock",
+        "ImageToVoxelSync", "VoxelToImageSync", "Linear", "Conv2d", "CrossSpaceDenoiser", "Attention",
+        "SelfAttention", "CrossAttention",
+    )
+    handles = []
+    for name, module in pipe.denoiser.named_modules():
+        kind = type(module).__name__
+        if kind not in kinds:
+            continue
+        if kind == "Attention":
+            kind = "Attention(text)"
+        level = ""
+        if name.startswith(("down_blocks.", "up_blocks.")):
+            level = "/" + ".".join(name.split(".")[:2])
+        elif name.startswith("mid_block"):
+            level = "/mid"
+        label = kind + level if kind in ("ResnetBlock2D", "MultiviewTransformer2D") else kind
+
+        def pre(mod, args, label=label):
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            mod._bench_start = event
+
+        def post(mod, args, output, label=label):
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            totals[label].append((mod._bench_start, event))
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    pipe.set_cuda_graph(False)
+    conditions, _ = pipe.encode_conditions(image)
+    noise = pipe.draw_noise(torch.Generator().manual_seed(0))
+    pipe.sample(conditions, noise, num_inference_steps=steps)
+    torch.cuda.synchronize()
+    for handle in handles:
+        handle.remove()
+    rows = sorted(
+        ((label, sum(a.elapsed_time(b) for a, b in pairs) / steps, len(pairs) // steps) for label, pairs in totals.items()),
+        key=lambda row: -row[1],
+    )
+    print("breakdown (GPU ms per step, calls per step):")
+    for label, ms, calls in rows:
+        print(f"  {label:40s} {ms:8.2f} ms  {calls:4d}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ missing) stand in for the released checkpoints::
 
     python -m bench.bench_synchuman_gpu --photo person.png --out /tmp/job
 
-Prints the load time, then per job (the first one warms kernels up) the
+Prints the load time (with stage 1 compiled and warmed up, as a worker does by
+default, unless ``--no-compile``), then per job (the first one warms kernels up) the
 seconds of each phase, the peak GPU memory (allocated and reserved) and the
 size of the GLB.  The artifacts of the last job are written under ``--out``.
 """
@@ -109,11 +110,12 @@ def main() -> None:
     parser.add_argument("--stage1-steps", type=int, default=50)
     parser.add_argument("--stage2-steps", type=int, default=25)
     parser.add_argument("--texture-size", type=int, default=1024)
+    parser.add_argument("--no-compile", action="store_true", help="keep stage 1 eager (no torch.compile warm-up)")
     args = parser.parse_args()
 
     ensure_weights(args.weights)
     started = time.perf_counter()
-    pipes = load_pipelines("synchuman", weights_dir=args.weights, device="cuda")
+    pipes = load_pipelines("synchuman", weights_dir=args.weights, device="cuda", compile=not args.no_compile)
     torch.cuda.synchronize()
     print(f"load: {time.perf_counter() - started:.1f} s, "
           f"{torch.cuda.memory_allocated() / 2**30:.2f} GiB resident", flush=True)

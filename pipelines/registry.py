@@ -25,8 +25,12 @@ def load_pipelines(
     weights_dir: str | Path | None = None,
     device: str = "cpu",
     dtype: str | None = None,
+    compile: bool = False,
 ) -> GenerationPipelines:
-    """Load both stages of pipeline ``name`` onto ``device``; raises ValueError on a bad name."""
+    """Load both stages of pipeline ``name`` onto ``device``; raises ValueError on a bad name.
+
+    ``compile`` asks for the compiled GPU configuration where the pipeline has one.
+    """
     if name == "preview":
         from pipelines.preview import load_preview
 
@@ -36,7 +40,7 @@ def load_pipelines(
             raise ValueError("the synchuman pipeline needs a weights directory")
         from pipelines.synchuman import load_synchuman
 
-        return load_synchuman(Path(weights_dir), device=device, dtype=dtype)
+        return load_synchuman(Path(weights_dir), device=device, dtype=dtype, compile=compile)
     raise ValueError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINE_NAMES)}")
 
 

@@ -76,7 +76,8 @@ class WorkerRuntime:
 
             log.info("loading pipelines", extra={"pipeline": worker.pipeline, "device": worker.device})
             pipelines = load_pipelines(
-                worker.pipeline, weights_dir=worker.weights_dir, device=worker.device, dtype=worker.dtype
+                worker.pipeline, weights_dir=worker.weights_dir, device=worker.device, dtype=worker.dtype,
+                compile=worker.compile,
             )
         heartbeat.pipeline = pipelines.name
         heartbeat.pipeline_version = pipelines.version

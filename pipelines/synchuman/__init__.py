@@ -43,12 +43,16 @@ def weights_layout(weights_dir: Path) -> tuple[Path, Path, Path]:
     return one, two, dinov2_files[0]
 
 
-def load_synchuman(weights_dir: Path, *, device: str = "cpu", dtype: str | None = None) -> GenerationPipelines:
+def load_synchuman(
+    weights_dir: Path, *, device: str = "cpu", dtype: str | None = None, compile: bool = False
+) -> GenerationPipelines:
     """Both stages from the official checkpoints, on ``device``, sharing one DINOv2.
 
     ``dtype`` (``float16``, ``bfloat16``, ``float32``) sets the networks'
     precision; the default is float16 on CUDA (as the official model runs) and
-    float32 on the CPU.
+    float32 on the CPU.  ``compile`` (CUDA only) compiles the stage-1 network
+    and runs a one-step warm-up job now, so the first real job does not pay
+    for compilation.
     """
     import torch
 
@@ -63,6 +67,9 @@ def load_synchuman(weights_dir: Path, *, device: str = "cpu", dtype: str | None 
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(sorted(set(DTYPES.values())))}")
     torch_dtype = getattr(torch, DTYPES[dtype])
     stage1 = SyncHumanStage1Pipeline.from_pretrained(one, dinov2=dinov2, device=device, dtype=torch_dtype)
+    if compile and on_cuda:
+        stage1.compile_network()
+        stage1.warm_up()
     # The official stage 2 runs DINOv2 in float32 even where stage 1 runs it in
     # float16: share the stage-1 encoder only when it already is float32.
     shared_dinov2 = stage1.dinov2 if torch_dtype == torch.float32 else dinov2

@@ -53,18 +53,20 @@ def test_reduced_precision_forward_close_to_float32(parity_dir, dtype):
 
 
 @pytest.mark.parametrize(
-    ("dtype", "fast_gpu"),
-    [(torch.float16, False), (torch.float16, True), (torch.bfloat16, True)],
-    ids=["float16-eager", "float16-graph-channels-last", "bfloat16-graph-channels-last"],
+    ("dtype", "mode"),
+    [(torch.float16, "eager"), (torch.float16, "graph"), (torch.bfloat16, "graph"), (torch.float16, "compiled")],
+    ids=["float16-eager", "float16-graph-channels-last", "bfloat16-graph-channels-last", "float16-compiled"],
 )
-def test_reduced_precision_three_step_run_close_to_float32(parity_dir, dtype, fast_gpu):
+def test_reduced_precision_three_step_run_close_to_float32(parity_dir, dtype, mode):
     onestage = parity_dir / "onestage"
     golden = load_file(onestage / "golden/pipeline_run_model_3steps.safetensors")
     pipe = SyncHumanStage1Pipeline.from_pretrained(
         onestage / "ckpt", dinov2=onestage / "dinov2/dinov2_vitl14_reg4_tiny.pth", device="cuda", dtype=dtype
     )
-    pipe.set_channels_last(fast_gpu)
-    pipe.set_cuda_graph(fast_gpu)
+    pipe.set_channels_last(mode == "graph")
+    pipe.set_cuda_graph(mode == "graph")
+    if mode == "compiled":
+        pipe.compile_network()
     conditions, _ = pipe.encode_conditions(Image.open(onestage / "input.png"))
     noise = Stage1Noise(multiview=golden["rng.01"], structure=golden["rng.02"])
     latents, structure = pipe.sample(conditions, noise, num_inference_steps=3)
@@ -72,9 +74,9 @@ def test_reduced_precision_three_step_run_close_to_float32(parity_dir, dtype, fa
         relative_error(latents / 0.18215, golden["final.latents_div_scaling"]),
         relative_error(structure, golden["final.trellis_latent"]),
     )
-    print(f"{dtype} fast_gpu={fast_gpu} 3-step relative errors (2D, 3D latents): {errors[0]:.2e}, {errors[1]:.2e}")
+    print(f"{dtype} {mode} 3-step relative errors (2D, 3D latents): {errors[0]:.2e}, {errors[1]:.2e}")
     assert max(errors) <= TOLERANCE[dtype]
-    assert (pipe._graphed is not None) == fast_gpu, "the CUDA graph fell back to eager calls"
+    assert (pipe._graphed is not None) == (mode == "graph"), "the CUDA graph fell back to eager calls"
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,7 @@ def random_weights(tmp_path_factory) -> Path:
 
 
 def test_full_size_job_produces_views_and_occupancy(random_weights):
-    from bench.bench_stage1_gpu import synthetic_person
+    from pipelines.synchuman.stage1.pipeline import warm_up_figure
 
     pipe = SyncHumanStage1Pipeline.from_pretrained(
         random_weights / "OneStage",
@@ -100,7 +102,7 @@ def test_full_size_job_produces_views_and_occupancy(random_weights):
         dtype=torch.float16,
     )
     events: list[tuple[str, int, int]] = []
-    out = pipe(synthetic_person(), generator=torch.Generator().manual_seed(0), num_inference_steps=4,
+    out = pipe(warm_up_figure(), generator=torch.Generator().manual_seed(0), num_inference_steps=4,
                callback=lambda *event: events.append(event))
     assert events == [("stage1", i, 4) for i in range(1, 5)]
     assert [im.size for im in out.colors + out.normals] == [(768, 768)] * 10
