@@ -51,12 +51,17 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float16", "bfloat16"], default="float16")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
-    for name, b, h, lq, lk, d in SHAPES:
-        q = torch.randn(b, h, lq, d, device="cuda", dtype=dtype)
-        k = torch.randn(b, h, lk, d, device="cuda", dtype=dtype)
-        v = torch.randn(b, h, lk, d, device="cuda", dtype=dtype)
+    for (name, b, h, lq, lk, d), layout in [(shape, layout) for shape in SHAPES for layout in ("bhsd", "bshd")]:
+        if layout == "bhsd":  # each head's rows contiguous
+            q = torch.randn(b, h, lq, d, device="cuda", dtype=dtype)
+            k = torch.randn(b, h, lk, d, device="cuda", dtype=dtype)
+            v = torch.randn(b, h, lk, d, device="cuda", dtype=dtype)
+        else:  # views of [B, L, H*D] projections, as the networks pass them
+            q = torch.randn(b, lq, h * d, device="cuda", dtype=dtype).view(b, lq, h, d).transpose(1, 2)
+            k = torch.randn(b, lk, h * d, device="cuda", dtype=dtype).view(b, lk, h, d).transpose(1, 2)
+            v = torch.randn(b, lk, h * d, device="cuda", dtype=dtype).view(b, lk, h, d).transpose(1, 2)
         reference = F.scaled_dot_product_attention(q[:1].float(), k[:1].float(), v[:1].float())
-        row = {"shape": name}
+        row = {"shape": name, "layout": layout}
         for label, backend in BACKENDS.items():
             try:
                 with sdpa_kernel([backend]):

@@ -1,7 +1,7 @@
 """Time one SyncHuman stage-1 job (768^2, 50 steps) on a GPU and report peak memory.
 
     python -m bench.bench_stage1_gpu --weights /tmp/synchuman-random [--make-weights] \
-        [--dtype float16] [--steps 50] [--variants base,fullcompile] [--profile] [--breakdown]
+        [--dtype float16] [--steps 50] [--variants base,compile] [--profile] [--breakdown]
 
 With ``--make-weights`` missing weights are first written at the published
 sizes with random values (``bench/make_random_weights.py``).  The input is a
@@ -53,9 +53,9 @@ def main() -> None:
     parser.add_argument(
         "--variants", default="base",
         help="comma-separated configurations timed in turn, each a '+'-joined set of: "
-        "base, cudnn, flash (SDPA preference), cl (channels-last), graph (CUDA graph), chunk1 (VAE decodes "
-        "one view at a time), bench (cuDNN autotuning), fullcompile (whole network), "
-        "autotune (whole network, max-autotune); compiled variants last",
+        "base, cudnn, flash (SDPA preference), cl (channels-last), graph (CUDA graph), chunkN (VAE decodes "
+        "N views at a time), bench (cuDNN autotuning), compile (the network and the VAE decoder), "
+        "autotune (compile with max-autotune); compiled variants last",
     )
     parser.add_argument("--profile", action="store_true", help="print a kernel profile of 2 steps after each configuration")
     parser.add_argument("--breakdown", action="store_true", help="print GPU time per module kind of 2 eager steps")
@@ -87,12 +87,13 @@ def main() -> None:
         pipe.set_attention_backend(attention)
         pipe.set_channels_last("cl" in options)
         pipe.set_cuda_graph("graph" in options)
-        pipe.vae_decode_chunk = 1 if "chunk1" in options else args.decode_chunk
+        chunk = next((int(o[5:]) for o in options if o.startswith("chunk") and o[5:].isdigit()), args.decode_chunk)
+        pipe.vae_decode_chunk = chunk
         torch.backends.cudnn.benchmark = "bench" in options
-        if "fullcompile" in options:
-            pipe.compile_network()
+        if "compile" in options:
+            pipe.compile()
         if "autotune" in options:
-            pipe.compile_network("max-autotune-no-cudagraphs")
+            pipe.compile("max-autotune-no-cudagraphs")
         try:
             warm = run_job(pipe, image, steps=2, seed=0)
             torch.cuda.empty_cache()  # so that the reserved peak is this job's, not earlier caching
@@ -107,7 +108,7 @@ def main() -> None:
             device=torch.cuda.get_device_name(),
             torch=torch.__version__,
             dtype=args.dtype,
-            decode_chunk=args.decode_chunk,
+            decode_chunk=chunk,
             steps=args.steps,
             load_s=load_s,
             warmup_s=warm["total_s"],

@@ -68,7 +68,7 @@ def load_synchuman(
     torch_dtype = getattr(torch, DTYPES[dtype])
     stage1 = SyncHumanStage1Pipeline.from_pretrained(one, dinov2=dinov2, device=device, dtype=torch_dtype)
     if compile and on_cuda:
-        stage1.compile_network()
+        stage1.compile()
         stage1.warm_up()
     # The official stage 2 runs DINOv2 in float32 even where stage 1 runs it in
     # float16: share the stage-1 encoder only when it already is float32.

@@ -212,10 +212,14 @@ class SyncHumanStage1Pipeline:
             raise ValueError(f"unknown attention backend {name!r}; choose from {sorted(ATTENTION_BACKENDS)}")
         self._sdpa_backends = ATTENTION_BACKENDS[name]
 
-    def compile_network(self, mode: str | None = None) -> None:
-        """``torch.compile`` the whole cross-space network (one graph: fuses norms, activations, copies).
+    def compile(self, mode: str | None = None) -> None:
+        """``torch.compile`` the cross-space network and the VAE decoder (a GPU option).
 
-        Compilation happens on the next call (the first job, or a warm-up).  Calling again is a no-op.
+        Each becomes one graph whose norms, activations and copies are fused;
+        the decoder also runs channels-last.  On an H100 (float16) this takes
+        sampling from 11.9 to 9.0 s and the decode of the 10 views from 0.63 to
+        0.27-0.37 s.  Compilation happens on the next call (the first job, or
+        :meth:`warm_up`); calling again is a no-op.
         """
         import torch._dynamo
 
@@ -223,6 +227,8 @@ class SyncHumanStage1Pipeline:
             return
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         self.denoiser.compile(dynamic=False, mode=mode)
+        self.vae.decoder.to(memory_format=torch.channels_last)  # the encoder (conditions) is faster as it is
+        self.vae.decoder.compile(dynamic=False, mode=mode)
         self._compiled = True
 
     def warm_up(self) -> float:
@@ -261,7 +267,7 @@ class SyncHumanStage1Pipeline:
         inside ``ckpt_dir`` or beside it.  The unused text encoder is not loaded.
         ``vae_decode_chunk`` is how many views the VAE decodes at once.  For the
         fastest GPU configuration measured (H100, float16: 50 steps in 9.0 s
-        instead of 11.9 s, 8.8 GiB reserved) call :meth:`compile_network` then
+        instead of 11.9 s, 8.8 GiB reserved) call :meth:`compile` then
         :meth:`warm_up` (about 2 minutes of compilation the first time, seconds
         with Inductor's on-disk cache warm); the worker does so by default.
         """
