@@ -4,7 +4,8 @@
   the same job on the same GPU would fail again), and the worker frees the
   memory the attempt held before taking the next job.
 * A stage overruns its limit → :class:`~worker.watchdog.StageWatchdog` fails the
-  job with ``timeout`` (:func:`fail_timed_out`) and recycles the process.
+  job with ``timeout`` (:func:`fail_timed_out`), removes what it had uploaded
+  and recycles the process.
 * SIGTERM (warm shutdown) → the running job stops at its next progress step
   (:class:`WorkerShuttingDown`), is released (:func:`release_for_requeue`) and
   its message requeued, so another worker finishes it; the released attempt
@@ -29,10 +30,14 @@ from shared.jobs import JobError, JobRecord, JobStatus, transition
 if TYPE_CHECKING:
     from shared.job_store import JobStore
     from shared.settings import Settings
+    from shared.storage.base import Storage
 
 log = logging.getLogger("synchuman.worker")
 
 T = TypeVar("T")
+
+PARTIAL_ARTIFACTS = ("stage1/", "stage2/", "results.zip")
+"""What a job writes under ``jobs/{id}/`` besides its input; removed when it fails or is canceled."""
 
 REDIS_RETRY_S = 120.0
 """How long a worker keeps trying to write a job's final status while Redis is down."""
@@ -59,8 +64,18 @@ def stage_limits(settings: Settings) -> dict[str, float]:
             "export": w.export_s, "upload": w.upload_s}
 
 
-def fail_timed_out(store: JobStore):
-    """The watchdog's ``on_timeout``: mark the job failed with ``timeout`` (once)."""
+def remove_partial_artifacts(storage: Storage, job_id: str) -> None:
+    """Delete what this (or an earlier) attempt uploaded; best effort: the job's status matters more."""
+    for partial in PARTIAL_ARTIFACTS:
+        try:
+            storage.delete_prefix(f"jobs/{job_id}/{partial}")
+        except Exception:  # noqa: BLE001 - e.g. the object store is the reason the job failed
+            log.warning("partial artifacts not removed", extra={"job_id": job_id, "prefix": partial}, exc_info=True)
+
+
+def fail_timed_out(store: JobStore, storage: Storage):
+    """The watchdog's ``on_timeout``: mark the job failed with ``timeout`` (once), then remove
+    the files it had uploaded (the stage-1 set, once stage 1 is over)."""
 
     def on_timeout(job_id: str, stage: str, limit_s: float) -> None:
         error = JobTimeoutError(f"stage {stage} ran longer than its limit of {limit_s:g} s")
@@ -71,6 +86,7 @@ def fail_timed_out(store: JobStore):
             return transition(record, JobStatus.failed, error=JobError(**error.to_dict()))
 
         retry_on_redis_errors(lambda: store.update(job_id, fail), deadline_s=10.0)
+        remove_partial_artifacts(storage, job_id)
 
     return on_timeout
 

@@ -31,7 +31,13 @@ from shared.jobs import JobError, JobRecord, JobStage, JobStatus, overall_progre
 from shared.options import GenerationOptions
 from shared.storage.base import content_type_for
 from shared.structured_logging import job_id_var
-from worker.faults import WorkerShuttingDown, out_of_memory_error, release_for_requeue, retry_on_redis_errors
+from worker.faults import (
+    WorkerShuttingDown,
+    out_of_memory_error,
+    release_for_requeue,
+    remove_partial_artifacts,
+    retry_on_redis_errors,
+)
 from shared.webhooks import WebhookEvent
 from worker.webhooks import fire_event
 
@@ -43,8 +49,6 @@ log = logging.getLogger("synchuman.worker")
 PROGRESS_WRITE_INTERVAL_S = 0.25
 """Least time between two progress writes to the job record."""
 
-PARTIAL_ARTIFACTS = ("stage1/", "stage2/", "results.zip")
-"""What a job writes under ``jobs/{id}/`` besides its input; removed when it fails or is canceled."""
 
 PIPELINE_ERROR_MESSAGE = "the model failed on this job; the details are in the worker's log"
 """The job record's message for an unexpected pipeline exception (never its text: it may hold paths)."""
@@ -131,7 +135,7 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> JobRecord | None:
     try:
         outputs, timings = _generate(runtime, record)
     except JobCanceledError:
-        _remove_partial_artifacts(runtime, job_id)
+        remove_partial_artifacts(runtime.storage, job_id)
         return store.transition(job_id, JobStatus.canceled)
     except WorkerShuttingDown:
         log.info("job released to another worker: shutting down", extra={"job_id": job_id})
@@ -176,17 +180,8 @@ def _pipeline_input_error(exc: Exception) -> dict[str, Any] | None:
 
 def _fail(runtime: WorkerRuntime, job_id: str, error: dict[str, Any]) -> JobRecord:
     log.info("job failed", extra={"job_id": job_id, "code": error["code"]})
-    _remove_partial_artifacts(runtime, job_id)
+    remove_partial_artifacts(runtime.storage, job_id)
     return retry_on_redis_errors(lambda: runtime.store.transition(job_id, JobStatus.failed, error=JobError(**error)))
-
-
-def _remove_partial_artifacts(runtime: WorkerRuntime, job_id: str) -> None:
-    """Delete what this (or an earlier) attempt uploaded; best effort: the job's status matters more."""
-    for partial in PARTIAL_ARTIFACTS:
-        try:
-            runtime.storage.delete_prefix(f"jobs/{job_id}/{partial}")
-        except Exception:  # noqa: BLE001 - e.g. the object store is the reason the job failed
-            log.warning("partial artifacts not removed", extra={"job_id": job_id, "prefix": partial}, exc_info=True)
 
 
 def _publish_stage1(runtime: WorkerRuntime, record: JobRecord, files: dict[str, bytes]) -> dict[str, str]:

@@ -85,7 +85,7 @@ class WorkerRuntime:
         heartbeat.state = "warm"
         runtime = cls(settings=settings, store=store, storage=storage, pipelines=pipelines, heartbeat=heartbeat)
         runtime.metrics = JobMetrics(client, prefix=settings.redis.key_prefix)
-        runtime.watchdog = StageWatchdog(stage_limits(settings), fail_timed_out(store)).start()
+        runtime.watchdog = StageWatchdog(stage_limits(settings), fail_timed_out(store, storage)).start()
         runtime.beat()
         runtime._thread = threading.Thread(target=runtime._beat_forever, name="heartbeat", daemon=True)
         runtime._thread.start()

@@ -15,6 +15,9 @@ fraction of a second, unless the job's ``stage1_steps`` option names a fault:
 ``LONG_STEPS``        the same with ``LONG_STEP_COUNT`` steps
 anything else         a few quick steps
 ====================  =========================================================
+
+and stage 2 never returns when ``stage2_steps`` is ``STAGE2_HANG_STEPS`` (after
+stage 1's files were published).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ HANG_STEPS = 102
 CRASH_STEPS = 103
 SLOW_STEPS = 104
 LONG_STEPS = 105
+STAGE2_HANG_STEPS = 99
 SLOW_STEP_S = 0.1
 SLOW_STEP_COUNT = 20
 """A slow job runs about two seconds, reporting progress (a checkpoint) every step."""
@@ -85,6 +89,9 @@ class FaultyStage1:
 class FaultyStage2:
     def __call__(self, views, *, generator=None, callback=None, num_steps=25, cfg_strength=5.0,
                  texture_size=1024, simplify=0.7):
+        if num_steps == STAGE2_HANG_STEPS:
+            while True:
+                time.sleep(3600)
         for step in (1, 2):
             if callback is not None:
                 callback("stage2", step, 2)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from shared.jobs import TERMINAL, JobStatus
-from tests.hardening.fault_pipelines import CRASH_STEPS, HANG_STEPS, LONG_STEPS, OOM_STEPS, SLOW_STEPS
+from tests.hardening.fault_pipelines import CRASH_STEPS, HANG_STEPS, LONG_STEPS, OOM_STEPS, SLOW_STEPS, STAGE2_HANG_STEPS
 from tests.hardening.processes import RedisServer, Stack, wait_until
 from worker.watchdog import TIMEOUT_EXIT_CODE
 
@@ -72,6 +72,21 @@ def test_a_hung_stage_is_failed_with_timeout_and_the_worker_recycled(stack):
     again = stack.record(hung.id)
     assert again.attempts == 1 and terminal_events(again) == [JobStatus.failed]
     assert stack.failures_counted() == {"timeout": 1}
+
+
+def test_a_timed_out_job_leaves_no_stage1_files_behind(stack):
+    worker = stack.start_worker(SYNCHUMAN_WATCHDOG__STAGE2_S="2")
+    stack.wait_warm()
+    job = stack.submit_options({"stage2_steps": STAGE2_HANG_STEPS})
+    stage1_dir = stack.workdir / "storage" / "jobs" / job / "stage1"
+    published = wait_until(lambda: stack.record(job).outputs or None, 30, "the stage-1 files to be published")
+    assert any(key.startswith("stage1/") for key in published) and any(stage1_dir.iterdir())
+    hung = stack.wait_terminal(job, timeout_s=30)
+    assert hung.status is JobStatus.failed and hung.error.code == "timeout", stack.logs()
+    assert hung.stage.value == "stage2" and hung.outputs == {}
+    assert worker.wait(20) == TIMEOUT_EXIT_CODE
+    assert not stage1_dir.exists() or not any(stage1_dir.rglob("*")), "the timed-out job's files were left behind"
+    assert (stack.workdir / "storage" / "jobs" / job).is_dir()  # its input stays for the record's lifetime
 
 
 def test_a_poison_job_is_failed_after_the_attempt_limit_and_the_queue_keeps_moving(stack):
