@@ -50,8 +50,11 @@ class ApiContext:
         seen, cached = self._workers
         now = time.monotonic()
         if fresh or now - seen > WORKER_CACHE_S:
-            cached = await list_workers_async(self.redis, self.store.keys)
+            # One refresh at a time: requests arriving while it runs answer with
+            # the previous list instead of each starting their own.
             self._workers = (now, cached)
+            cached = await list_workers_async(self.redis, self.store.keys)
+            self._workers = (time.monotonic(), cached)
         return cached
 
     async def generate_message(self, job_id: str) -> tuple[str, str] | None:

@@ -4,6 +4,12 @@ Each worker writes ``{prefix}:worker:{worker_id}`` every
 ``worker.heartbeat_interval_s`` with a TTL of ``worker.heartbeat_ttl_s``; a
 worker that dies simply stops appearing.  ``/readyz`` needs at least one warm
 worker; ``/health`` and ``/info`` can list them.
+
+Readers find the heartbeats through the set ``{prefix}:workers`` of worker
+ids (added with every heartbeat), not by scanning the key space: a scan walks
+every key of the database, tens of thousands of job records on a busy
+deployment, and the API lists workers every couple of seconds for its ETAs.
+Listing drops the ids whose heartbeat has expired, in the same script.
 """
 
 from __future__ import annotations
@@ -40,26 +46,45 @@ class WorkerHeartbeat(BaseModel):
         return self.state in ("warm", "busy")
 
 
+_LIST = """
+local live = {}
+for _, worker_id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local beat = redis.call('GET', ARGV[1] .. worker_id)
+  if beat then
+    live[#live + 1] = beat
+  else
+    redis.call('SREM', KEYS[1], worker_id)
+  end
+end
+return live
+"""
+"""The heartbeats of the ids in the worker set (key ``ARGV[1] .. id``), dropping ids whose heartbeat expired."""
+
+
 def publish(client: redis.Redis, keys: JobKeys, heartbeat: WorkerHeartbeat, ttl_s: int) -> None:
     heartbeat.seen_at = time.time()
-    client.set(keys.worker(heartbeat.worker_id), heartbeat.model_dump_json(), ex=ttl_s)
+    with client.pipeline() as pipe:
+        pipe.set(keys.worker(heartbeat.worker_id), heartbeat.model_dump_json(), ex=ttl_s)
+        pipe.sadd(keys.workers, heartbeat.worker_id)
+        pipe.execute()
 
 
 def withdraw(client: redis.Redis, keys: JobKeys, worker_id: str) -> None:
-    client.delete(keys.worker(worker_id))
+    with client.pipeline() as pipe:
+        pipe.delete(keys.worker(worker_id))
+        pipe.srem(keys.workers, worker_id)
+        pipe.execute()
+
+
+def _parse(values: list[bytes]) -> list[WorkerHeartbeat]:
+    return sorted((WorkerHeartbeat.model_validate_json(v) for v in values), key=lambda w: w.worker_id)
 
 
 def list_workers(client: redis.Redis, keys: JobKeys) -> list[WorkerHeartbeat]:
-    names = list(client.scan_iter(match=keys.worker_pattern, count=100))
-    values = client.mget(names) if names else []
-    return sorted(
-        (WorkerHeartbeat.model_validate_json(v) for v in values if v is not None), key=lambda w: w.worker_id
-    )
+    """The live workers, by id."""
+    return _parse(client.eval(_LIST, 1, keys.workers, keys.worker("")))
 
 
 async def list_workers_async(client: aredis.Redis, keys: JobKeys) -> list[WorkerHeartbeat]:
-    names = [name async for name in client.scan_iter(match=keys.worker_pattern, count=100)]
-    values = await client.mget(names) if names else []
-    return sorted(
-        (WorkerHeartbeat.model_validate_json(v) for v in values if v is not None), key=lambda w: w.worker_id
-    )
+    """The live workers, by id (one round trip)."""
+    return _parse(await client.eval(_LIST, 1, keys.workers, keys.worker("")))

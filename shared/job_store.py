@@ -7,6 +7,7 @@ Layout (``{p}`` is ``redis.key_prefix``)::
     {p}:seq               submission counter (the queue's scores)
     {p}:stats:job_s       moving average of successful job durations (ETAs)
     {p}:worker:{id}       worker heartbeats (see ``shared.heartbeat``)
+    {p}:workers           set of the ids of workers that sent a heartbeat
 
 Every status change runs :func:`shared.jobs.transition` inside a WATCH/MULTI
 transaction, so concurrent writers (a redelivered task, a cancel) either see
@@ -44,7 +45,7 @@ class JobKeys:
         self.queue = f"{prefix}:queue"
         self.seq = f"{prefix}:seq"
         self.job_seconds = f"{prefix}:stats:job_s"
-        self.worker_pattern = f"{prefix}:worker:*"
+        self.workers = f"{prefix}:workers"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"

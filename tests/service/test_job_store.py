@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 import uuid
 
 import pytest
 import redis
+import redis.asyncio as aredis
 
 from shared.errors import IllegalTransitionError, JobNotFoundError
+from shared.heartbeat import WorkerHeartbeat, list_workers, list_workers_async, publish, withdraw
 from shared.job_store import JobStore
 from shared.jobs import ALLOWED, JobRecord, JobStage, JobStatus, new_job_id, overall_progress, transition
 
@@ -123,3 +127,31 @@ def test_overall_progress_spans_stages_in_order():
     values = [overall_progress(stage, step, 4) for stage in JobStage for step in range(5)]
     assert values == sorted(values)
     assert values[0] == 0.0 and values[-1] == 100.0
+
+
+def test_workers_are_listed_from_their_index_and_expired_ones_leave_it(store, redis_url):
+    def beat(worker_id: str) -> WorkerHeartbeat:
+        return WorkerHeartbeat(worker_id=worker_id, hostname="h", pid=1, pipeline="preview",
+                               pipeline_version="1", device="cpu")
+
+    # Thousands of other keys are not walked: only the index is read.
+    for i in range(2000):
+        store.redis.set(f"{store.keys.prefix}:job:filler-{i}", "x", ex=60)
+    publish(store.redis, store.keys, beat("w2"), ttl_s=60)
+    publish(store.redis, store.keys, beat("w1"), ttl_s=1)
+    publish(store.redis, store.keys, beat("w3"), ttl_s=60)
+    assert [w.worker_id for w in list_workers(store.redis, store.keys)] == ["w1", "w2", "w3"]
+
+    withdraw(store.redis, store.keys, "w3")
+    time.sleep(1.2)  # w1's heartbeat expires
+    assert [w.worker_id for w in list_workers(store.redis, store.keys)] == ["w2"]
+    assert store.redis.smembers(store.keys.workers) == {b"w2"}
+
+    async def listed() -> list[str]:
+        client = aredis.Redis.from_url(redis_url)
+        try:
+            return [w.worker_id for w in await list_workers_async(client, store.keys)]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(listed()) == ["w2"]
