@@ -268,7 +268,7 @@ class SyncHumanStage1Pipeline:
         ``vae_decode_chunk`` is how many views the VAE decodes at once.  For the
         fastest GPU configuration measured (H100, float16: 50 steps in 9.0 s
         instead of 11.9 s, 8.8 GiB reserved) call :meth:`compile` then
-        :meth:`warm_up` (about 2 minutes of compilation the first time, seconds
+        :meth:`warm_up` (about 3 minutes of compilation the first time, about 20 s
         with Inductor's on-disk cache warm); the worker does so by default.
         """
         ckpt_dir, dinov2_path = Path(ckpt_dir), Path(dinov2)
