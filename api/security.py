@@ -68,7 +68,8 @@ async def authorize(request: Request, ctx: ContextDep) -> str | None:
     """
     settings = ctx.settings
     key_id: str | None = ANONYMOUS
-    guarded = request.url.path.startswith(PROTECTED_PREFIX) or request.url.path in ("/metrics", "/generate")
+    path = request.scope["path"]
+    guarded = path.startswith(PROTECTED_PREFIX) or path in ("/metrics", "/generate")
     if settings.auth.enabled and guarded:
         token = bearer_token(request.headers.get("authorization"))
         key = None

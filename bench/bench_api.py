@@ -3,9 +3,15 @@
     python bench/bench_api.py [--duration 10] [--connections 32] [--log-level WARNING]
 
 Starts redis-server and SeaweedFS on loopback, then one uvicorn worker pinned to
-CPU 0, and drives it with ``wrk`` pinned to CPU 1 (apt package ``wrk``).  No
-Celery worker consumes the queue: submissions go through the real Celery
-producer into Redis and stay queued, which is what the API pays for.
+CPU 0, and drives it with ``wrk`` (apt package ``wrk``).  The API has CPU 0 to
+itself: redis-server, SeaweedFS and ``wrk`` are all pinned to CPU 1, so the
+servers the API talks to and the load generator never take CPU time from the
+API process (on a machine with one CPU nothing is pinned).  No Celery worker
+consumes the queue: submissions go through the real Celery producer into Redis
+and stay queued, which is what the API pays for.  Authentication and the queue
+cap are off (``limits.max_queue_length=0``, or the queue would fill up during a
+run), so no admission limit applies and a submission makes no admission round
+trip to Redis: one Lua script writes the record and the Celery message.
 
 Scenarios (each printed as requests/s, p50, p99, error count, and the API
 process's CPU time per request, whose inverse is what one dedicated core could
@@ -97,14 +103,21 @@ def wait_for(check, timeout: float, what: str) -> None:
     raise RuntimeError(f"{what} did not come up within {timeout} s")
 
 
+API_CPU = 0
+"""The CPU the API process runs on, alone."""
+SIDE_CPU = 1
+"""The CPU shared by redis-server, SeaweedFS and the load generator."""
+
+
 def pinned(cpu: int, args: list[str]) -> list[str]:
+    """``args`` run under ``taskset`` on CPU ``cpu``, where there is more than one CPU to pin to."""
     return ["taskset", "-c", str(cpu), *args] if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else args
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        pinned(SIDE_CPU, ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)]),
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
@@ -120,7 +133,7 @@ def start_seaweedfs(workdir: Path) -> tuple[subprocess.Popen, str]:
             f"-s3.config={config}", "-admin.ui=false", "-webdav=false"]
     for name, port in ports.items():
         args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
+    process = subprocess.Popen(pinned(SIDE_CPU, args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     wait_for(lambda: httpx.get(endpoint, timeout=1).status_code in (200, 403), 60, "SeaweedFS")
     return process, endpoint
@@ -131,7 +144,7 @@ def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     env = {**env, "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     args = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-    process = subprocess.Popen(pinned(0, args), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(pinned(API_CPU, args), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 60, "uvicorn")
     return process, url
@@ -171,7 +184,7 @@ def run_wrk(name: str, url: str, duration: float, connections: int, script: Path
     args = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{int(duration)}s", "--latency", "--timeout", "5s"]
     if script:
         args += ["-s", str(script)]
-    out = subprocess.run(pinned(1, [*args, url]), capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(pinned(SIDE_CPU, [*args, url]), capture_output=True, text=True, check=True).stdout
     cpu_s = process_cpu_s(api_pid) - cpu_before if api_pid else 0.0
 
     def latency(pct: str) -> float:

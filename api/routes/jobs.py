@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, File, Form, Header, Request, UploadFile
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -87,7 +88,7 @@ async def create_job(
     webhook_url: Annotated[str | None, Form(description="Called (POST, signed) when the job finishes")] = None,
     webhook_events: Annotated[str | None, Form(description=WEBHOOK_EVENTS_HELP, examples=["started,completed"])] = None,
     idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER, description=IDEMPOTENCY_HELP)] = None,
-) -> JSONResponse:
+) -> Response:
     settings = ctx.settings.api
     if (image is None) == (not image_url):
         raise MissingImageError("send exactly one of `image` (a file) or `image_url`")
@@ -139,7 +140,8 @@ async def create_job(
                 await idempotency_keys(ctx).release(idempotency_key, owner=request.state.key_id)
             raise ServiceUnavailableError("the job queue cannot be reached; try again") from exc
     body = {"id": job_id, "status": JobStatus.queued.value, "queue_position": position, "links": _links(job_id)}
-    return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
+    return Response(orjson.dumps(body), status_code=202, media_type="application/json",
+                    headers={"Location": f"/v1/jobs/{job_id}"})
 
 
 def _enqueue(ctx: ApiContext, job_id: str) -> None:

@@ -75,3 +75,16 @@ def test_many_concurrent_admissions_never_exceed_the_bucket(redis_server, redis_
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(admit, range(40)))
     assert sum(results) == 10
+
+
+def test_with_every_check_disabled_admission_needs_no_round_trip(redis_client):
+    import redis as redis_lib
+
+    config = LimitConfig(rate_per_s=0, burst=1, max_in_flight=0, max_queue_length=0)
+    assert config.enforces_nothing
+    unreachable = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    assert Limiter(unreachable, config, prefix=PREFIX).admit("k", "a").admitted
+    # Any enabled check still asks Redis.
+    assert not LimitConfig(rate_per_s=0, burst=1, max_in_flight=0, max_queue_length=1).enforces_nothing
+    assert Limiter(redis_client, LimitConfig(rate_per_s=0, burst=1, max_in_flight=0, max_queue_length=1),
+                   prefix=PREFIX).admit("k", "b").admitted
