@@ -10,6 +10,10 @@
   (:class:`WorkerShuttingDown`), is released (:func:`release_for_requeue`) and
   its message requeued, so another worker finishes it; the released attempt
   does not count towards ``worker.max_attempts``.
+* A job outlives the broker's visibility timeout → it is redelivered and
+  claimed by another worker; the older attempt stops at its next progress step
+  (:class:`AttemptSuperseded`) and never writes an outcome, so the job still
+  finishes once.
 * Redis briefly unreachable → progress writes are skipped (they are advisory)
   and the final status write is retried (:func:`retry_on_redis_errors`), so a
   restart of Redis does not turn a good job into a failed one.
@@ -45,6 +49,11 @@ REDIS_RETRY_S = 120.0
 
 class WorkerShuttingDown(Exception):
     """Raised at a progress step once the worker was asked to shut down (SIGTERM)."""
+
+
+class AttemptSuperseded(Exception):
+    """Raised at a progress step once another worker has claimed the job (this attempt outlived the
+    broker's visibility timeout and the job was redelivered): the newer attempt finishes it."""
 
 
 def out_of_memory_error(exc: BaseException) -> dict | None:

@@ -14,6 +14,9 @@ this function is idempotent:
   when it is marked succeeded, so no reader ever sees a partial or mixed set.
   A restart clears the listed outputs first; a failed or canceled job lists
   none and its partial artifacts are removed.
+* an attempt writes its outcome only while it still owns the job: if the job
+  outlived the visibility timeout and another worker claimed it, the older
+  attempt's result is dropped and the newer one finishes the job.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from shared.options import GenerationOptions
 from shared.storage.base import content_type_for
 from shared.structured_logging import job_id_var
 from worker.faults import (
+    AttemptSuperseded,
     WorkerShuttingDown,
     out_of_memory_error,
     release_for_requeue,
@@ -81,8 +85,10 @@ class ProgressReporter:
         self._last_write = time.monotonic()
         stage = self.stage
 
+        worker_id = self.runtime.heartbeat.worker_id
+
         def advance(record: JobRecord) -> JobRecord | None:
-            if record.status is not JobStatus.running:
+            if record.status is not JobStatus.running or record.worker_id != worker_id:
                 return None
             return record.model_copy(update={"stage": stage, "progress": max(progress, 0.0)})
 
@@ -91,6 +97,8 @@ class ProgressReporter:
         except (redis.ConnectionError, redis.TimeoutError):  # progress is advisory; the job goes on
             log.warning("progress not written: redis unreachable", extra={"job_id": self.job_id})
             return
+        if record.status is JobStatus.running and record.worker_id != worker_id:
+            raise AttemptSuperseded(f"the job was claimed by {record.worker_id}")
         if record.cancel_requested:
             raise JobCanceledError("the job was canceled")
 
@@ -140,6 +148,9 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> JobRecord | None:
     except WorkerShuttingDown:
         log.info("job released to another worker: shutting down", extra={"job_id": job_id})
         return release_for_requeue(store, job_id, runtime.heartbeat.worker_id)
+    except AttemptSuperseded as exc:
+        log.warning("attempt stopped: %s", exc, extra={"job_id": job_id})
+        return store.get(job_id)
     except ServiceError as exc:
         return _fail(runtime, job_id, exc.to_dict())
     except Exception as exc:  # the model failed: keep the record truthful, never loop
@@ -158,9 +169,9 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> JobRecord | None:
         job_id_var.reset(job_token)
         runtime.set_busy(None)
 
-    final = retry_on_redis_errors(
-        lambda: store.transition(job_id, JobStatus.succeeded, stage=JobStage.upload, outputs=outputs, timings=timings)
-    )
+    final = _finish_attempt(runtime, job_id, JobStatus.succeeded, stage=JobStage.upload, outputs=outputs, timings=timings)
+    if final is None:
+        return store.get(job_id)
     for stage_name, seconds in timings.items():
         if stage_name != "total":
             runtime.metrics.observe_stage(stage_name, seconds)
@@ -179,9 +190,40 @@ def _pipeline_input_error(exc: Exception) -> dict[str, Any] | None:
 
 
 def _fail(runtime: WorkerRuntime, job_id: str, error: dict[str, Any]) -> JobRecord:
+    failed = _finish_attempt(runtime, job_id, JobStatus.failed, error=JobError(**error))
+    if failed is None:
+        return runtime.store.get(job_id)
     log.info("job failed", extra={"job_id": job_id, "code": error["code"]})
     remove_partial_artifacts(runtime.storage, job_id)
-    return retry_on_redis_errors(lambda: runtime.store.transition(job_id, JobStatus.failed, error=JobError(**error)))
+    return failed
+
+
+def _finish_attempt(runtime: WorkerRuntime, job_id: str, status: JobStatus, **changes: Any) -> JobRecord | None:
+    """Write this attempt's outcome, only if the job is still this worker's running attempt.
+
+    A job that outlives the broker's visibility timeout is redelivered and
+    claimed by another worker while this one still runs it; the newer attempt
+    owns the record from then on.  This attempt's outcome is then dropped
+    (returns None), and it leaves the artifacts alone: the owner writes the
+    same keys and publishes them itself.
+    """
+    worker_id = runtime.heartbeat.worker_id
+    applied: list[JobRecord] = []
+
+    def finish(record: JobRecord) -> JobRecord | None:
+        if record.status is not JobStatus.running or record.worker_id != worker_id:
+            return None
+        applied.append(transition(record, status, **changes))
+        return applied[-1]
+
+    current = retry_on_redis_errors(lambda: runtime.store.update(job_id, finish))
+    if not applied or current is not applied[-1]:
+        log.warning(
+            "outcome dropped: the job is no longer this worker's attempt",
+            extra={"job_id": job_id, "status": current.status.value, "owner": current.worker_id},
+        )
+        return None
+    return current
 
 
 def _publish_stage1(runtime: WorkerRuntime, record: JobRecord, files: dict[str, bytes]) -> dict[str, str]:

@@ -13,6 +13,7 @@ fraction of a second, unless the job's ``stage1_steps`` option names a fault:
 ``CRASH_STEPS``       kills its own process with SIGKILL (a segfault, say)
 ``SLOW_STEPS``        ``SLOW_STEP_COUNT`` steps of ``SLOW_STEP_S``, reporting each one
 ``LONG_STEPS``        the same with ``LONG_STEP_COUNT`` steps
+``OVERRUN_STEPS``     the same with ``OVERRUN_STEP_COUNT`` steps (outlives the visibility timeout)
 anything else         a few quick steps
 ====================  =========================================================
 
@@ -37,12 +38,15 @@ HANG_STEPS = 102
 CRASH_STEPS = 103
 SLOW_STEPS = 104
 LONG_STEPS = 105
+OVERRUN_STEPS = 106
 STAGE2_HANG_STEPS = 99
 SLOW_STEP_S = 0.1
 SLOW_STEP_COUNT = 20
 """A slow job runs about two seconds, reporting progress (a checkpoint) every step."""
 LONG_STEP_COUNT = 30
 """A long job runs about three seconds (under the fault tests' visibility timeout)."""
+OVERRUN_STEP_COUNT = 80
+"""An overrunning job runs about eight seconds (twice the fault tests' visibility timeout)."""
 VIEW_SIDE = 64
 """Views are small: these pipelines test the service, not the model."""
 
@@ -73,7 +77,9 @@ class FaultyStage1:
                 time.sleep(3600)
         if num_inference_steps == CRASH_STEPS:
             os.kill(os.getpid(), signal.SIGKILL)
-        total = {SLOW_STEPS: SLOW_STEP_COUNT, LONG_STEPS: LONG_STEP_COUNT}.get(num_inference_steps, 3)
+        total = {SLOW_STEPS: SLOW_STEP_COUNT, LONG_STEPS: LONG_STEP_COUNT, OVERRUN_STEPS: OVERRUN_STEP_COUNT}.get(
+            num_inference_steps, 3
+        )
         for step in range(1, total + 1):
             if total > 3:
                 time.sleep(SLOW_STEP_S)

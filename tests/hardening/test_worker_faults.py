@@ -14,7 +14,17 @@ import time
 import pytest
 
 from shared.jobs import TERMINAL, JobStatus
-from tests.hardening.fault_pipelines import CRASH_STEPS, HANG_STEPS, LONG_STEPS, OOM_STEPS, SLOW_STEPS, STAGE2_HANG_STEPS
+from tests.hardening.fault_pipelines import (
+    CRASH_STEPS,
+    HANG_STEPS,
+    LONG_STEPS,
+    OOM_STEPS,
+    OVERRUN_STEP_COUNT,
+    OVERRUN_STEPS,
+    SLOW_STEP_S,
+    SLOW_STEPS,
+    STAGE2_HANG_STEPS,
+)
 from tests.hardening.processes import RedisServer, Stack, wait_until
 from worker.watchdog import TIMEOUT_EXIT_CODE
 
@@ -139,3 +149,26 @@ def test_sigterm_mid_job_hands_the_job_to_another_worker(stack):
     assert terminal_events(final) == [JobStatus.succeeded]
     assert [e.status for e in final.history].count(JobStatus.running) == 2
     assert final.attempts == 1  # the released attempt does not count
+
+
+def test_a_job_outliving_the_visibility_timeout_is_finished_once_by_its_newest_attempt(stack):
+    workers = [stack.start_worker(), stack.start_worker()]
+    stack.wait_warm(2)
+    job = stack.submit(steps=OVERRUN_STEPS)
+    first = stack.wait_status(job, {"running"}, timeout_s=30)
+
+    def claimed_by_another():
+        record = stack.record(job)
+        return record if record.worker_id not in (None, first.worker_id) else None
+
+    second = wait_until(claimed_by_another, 20, "the redelivered job to be claimed by the other worker")
+    assert second.attempts == 2 and second.status is JobStatus.running
+    final = stack.wait_terminal(job, timeout_s=60)
+    assert final.status is JobStatus.succeeded, stack.logs()
+    assert final.worker_id == second.worker_id and final.attempts == 2
+    assert terminal_events(final) == [JobStatus.succeeded]
+    # The outcome is the newer attempt's, written after its whole run, not the older one's.
+    claimed_at = [e.at for e in final.history if e.status is JobStatus.running][-1]
+    assert final.finished_at - claimed_at >= 0.9 * OVERRUN_STEP_COUNT * SLOW_STEP_S
+    assert "attempt stopped" in stack.logs()  # the older attempt gave up at its next step
+    assert all(worker.alive() for worker in workers)
