@@ -54,7 +54,7 @@ import redis
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from client.stack import free_port, redis_server_binary, stop_processes  # noqa: E402
+from client.stack import free_port, redis_server_binary, stop_processes, wait_until  # noqa: E402
 from shared.heartbeat import list_workers  # noqa: E402
 from shared.job_store import JobKeys  # noqa: E402
 from shared.jobs import JobRecord, JobStatus  # noqa: E402
@@ -228,7 +228,7 @@ class Service:
         self._spawn([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
                      "--port", str(api_port), "--log-level", "warning"], self.env, "api.log")
         self.redis = redis.Redis.from_url(self.env["SYNCHUMAN_REDIS__URL"])
-        wait_for(lambda: self._answers("/healthz"), 60, "the API")
+        wait_until(lambda: self._answers("/healthz"), 60, "the API")
         return self
 
     def _answers(self, path: str) -> bool:
@@ -264,7 +264,7 @@ class Service:
             live = {w.cuda_visible_devices: w for w in list_workers(self.redis, self.keys)}
             return all(d in live and live[d].is_warm for d in devices)
 
-        wait_for(warm, timeout, f"workers {devices} to be warm", interval=0.5)
+        wait_until(warm, timeout, f"workers {devices} to be warm", interval=0.5)
 
     def load_failure(self, device: str) -> str | None:
         """The error a worker logged when its process-start hook failed (it then never gets warm)."""
@@ -292,20 +292,10 @@ class Service:
             records = [self.record(j) for j in job_ids]
             return records if all(r.status.is_terminal for r in records) else None
 
-        return wait_for(finished, timeout, f"{len(job_ids)} jobs to finish", interval=0.2)
+        return wait_until(finished, timeout, f"{len(job_ids)} jobs to finish", interval=0.2)
 
     def stop(self) -> None:
         stop_processes(self.processes, timeout=30)
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
 # -- figures -------------------------------------------------------------------
@@ -389,7 +379,7 @@ def stop_mid_job(service: Service, photo: bytes, options: dict, devices: list[st
                 return r
         return None
 
-    running = wait_for(in_model_stage, timeout, "a job inside a model stage", 0.05)
+    running = wait_until(in_model_stage, timeout, "a job inside a model stage", 0.05)
     victim_id = running.worker_id
     victim = service.heartbeats()[victim_id]["cuda_visible_devices"]
     stopped_at = time.time()

@@ -11,17 +11,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
+
+from client.stack import free_port, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 S3_ACCESS_KEY = "service-tests"
@@ -31,23 +31,6 @@ FAST_OPTIONS = {"texture_size": 512, "simplify": 0.95}
 MAX_UPLOAD_BYTES = 3_000_000
 MAX_PIXELS = 4_000_000
 WEBHOOK_SECRET = "whsec_d2ViaG9vay10ZXN0LXNlY3JldA=="
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
