@@ -12,6 +12,7 @@ from api.body_limit import FORM_OVERHEAD_BYTES, BodySizeLimit
 from api.context import ApiContext
 from api.errors import install_error_handlers
 from api.fast_reads import JobReadFastPath
+from api.fast_submit import install_fast_submit
 from api.security import authorize, install_hardening
 from api import legacy, lifecycle
 from api.routes import files, health, jobs
@@ -80,4 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(files.router)
     app.include_router(ui_router)
+    install_fast_submit(app)
     return app

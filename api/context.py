@@ -77,6 +77,7 @@ class ApiContext:
         return template.list_key, template.render(job_id)
 
     async def close(self) -> None:
+        await self.storage.aclose()
         await self.redis.aclose()
         self.producer.close()
 

@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.context import ApiContext, ContextDep
 from api.errors import error_body
-from api.routes.jobs import create_job
+from api.routes.jobs import SubmitForm, submit_job
 from api.schemas import ErrorBody
 from shared import errors as e
 from shared.jobs import JobRecord, JobStatus
@@ -156,10 +156,8 @@ async def generate(
     options: dict[str, Any] = {name: value for name, value in knobs.items() if value is not None}
     if stage1_only:
         options["stage1_only"] = True
-    created = await create_job(
-        request, ctx, image=image, image_url=image_url, options=json.dumps(options),
-        webhook_url=None, webhook_events=None, idempotency_key=None,
-    )
+    form = SubmitForm(image=image, image_url=image_url, options=json.dumps(options))
+    created = await submit_job(request, ctx, form, idempotency_key=None)
     job_id = json.loads(created.body)["id"]
     limit = ctx.settings.api.generate_timeout_s
     try:

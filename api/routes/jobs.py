@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, File, Form, Header, Request, UploadFile
+from fastapi import APIRouter, Form, Header, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from api.context import ApiContext, ContextDep
 from api.image_checks import check_image
@@ -72,6 +73,40 @@ def _parse_options(raw: str | None) -> GenerationOptions:
         raise InvalidOptionsError(f"invalid options: {problems}") from None
 
 
+class SubmitForm(BaseModel):
+    """The form fields of ``POST /v1/jobs`` (multipart, or urlencoded when there is no file)."""
+
+    image: UploadFile | None = Field(None, description="PNG, JPEG or WebP; RGBA cut-outs or opaque photos")
+    image_url: str | None = Field(None, description="http(s) URL of the photo instead of an upload")
+    options: str | None = Field(None, description="JSON object of generation options", examples=[OPTIONS_EXAMPLE])
+    webhook_url: str | None = Field(None, description="Called (POST, signed) when the job finishes")
+    webhook_events: str | None = Field(None, description=WEBHOOK_EVENTS_HELP, examples=["started,completed"])
+
+    @classmethod
+    def from_form(cls, form: FormData) -> SubmitForm:
+        """Validate a parsed form as FastAPI does for this model.
+
+        Empty text fields and empty file inputs (what a browser sends when no
+        file was chosen) count as absent; a field of the wrong kind (text
+        where a file belongs) is a ``RequestValidationError`` with the same
+        ``body.<field>`` location FastAPI reports.
+        """
+        given = {
+            name: value for name, value in form.items()
+            if name in cls.model_fields and value != "" and not _is_empty_file_input(value)
+        }
+        try:
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
+            ) from None
+
+
+def _is_empty_file_input(value: object) -> bool:
+    return isinstance(value, UploadFile) and value.filename == "" and value.size == 0
+
+
 @router.post(
     "",
     status_code=202,
@@ -82,18 +117,22 @@ def _parse_options(raw: str | None) -> GenerationOptions:
 async def create_job(
     request: Request,
     ctx: ContextDep,
-    image: Annotated[UploadFile | None, File(description="PNG, JPEG or WebP; RGBA cut-outs or opaque photos")] = None,
-    image_url: Annotated[str | None, Form(description="http(s) URL of the photo instead of an upload")] = None,
-    options: Annotated[str | None, Form(description="JSON object of generation options", examples=[OPTIONS_EXAMPLE])] = None,
-    webhook_url: Annotated[str | None, Form(description="Called (POST, signed) when the job finishes")] = None,
-    webhook_events: Annotated[str | None, Form(description=WEBHOOK_EVENTS_HELP, examples=["started,completed"])] = None,
+    form: Annotated[SubmitForm, Form(media_type="multipart/form-data")],
     idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER, description=IDEMPOTENCY_HELP)] = None,
 ) -> Response:
+    """Form bodies are answered by :func:`api.fast_submit.submit_form` ahead of this route,
+    which documents the endpoint and answers every other content type."""
+    return await submit_job(request, ctx, form, idempotency_key)
+
+
+async def submit_job(request: Request, ctx: ApiContext, form: SubmitForm, idempotency_key: str | None) -> Response:
+    """Check the photo, store it, create the job and queue it; the 202 answer."""
     settings = ctx.settings.api
+    image, image_url, webhook_url = form.image, form.image_url, form.webhook_url
     if (image is None) == (not image_url):
         raise MissingImageError("send exactly one of `image` (a file) or `image_url`")
-    parsed = _parse_options(options)
-    events = parse_events(webhook_events) if webhook_url else []
+    parsed = _parse_options(form.options)
+    events = parse_events(form.webhook_events) if webhook_url else []
     if webhook_url:
         await run_in_threadpool(url_policy.resolve_allowed, webhook_url, ctx.settings.webhooks.allow_hosts)
     if image is not None:
@@ -123,7 +162,7 @@ async def create_job(
         webhook_events=events,
         owner=request.state.key_id,
     )
-    await run_in_threadpool(ctx.storage.put_bytes, record.input_key, checked.png, "image/png")
+    await ctx.storage.put_bytes_async(record.input_key, checked.png, "image/png")
     try:
         message = await ctx.generate_message(job_id)
     except ServiceUnavailableError:

@@ -21,6 +21,12 @@ class Storage(Protocol):
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Write one object; readers see the old object or the whole new one, never a part."""
 
+    async def put_bytes_async(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """:meth:`put_bytes` for code on an event loop (the API)."""
+
+    async def aclose(self) -> None:
+        """Release what :meth:`put_bytes_async` opened on the event loop."""
+
     def get_bytes(self, key: str) -> bytes:
         """Read one object; raises KeyError if it does not exist."""
 

@@ -8,6 +8,7 @@ of ``key`` and ``expires`` under ``storage.signing_secret``; the API checks both
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -52,6 +53,12 @@ class LocalStorage:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    async def put_bytes_async(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        await asyncio.to_thread(self.put_bytes, key, data, content_type)
+
+    async def aclose(self) -> None:
+        """Nothing is held open."""
 
     def get_bytes(self, key: str) -> bytes:
         path = self.path_of(key)

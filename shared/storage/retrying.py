@@ -12,10 +12,11 @@ retried.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from shared.errors import StorageUnavailableError
@@ -47,27 +48,52 @@ class RetryingStorage:
         """Backend-specific extras (``ensure_bucket``, ``verify``, ``path_of``) pass straight through."""
         return getattr(self.inner, name)
 
-    def _call(self, what: str, operation: Callable[[], T]) -> T:
+    def _delays(self) -> Iterator[float]:
+        """The pause after each failed try but the last: growing, capped, with jitter."""
         delay = self.retry.first_delay_s
+        for _ in range(self.retry.attempts - 1):
+            yield min(delay, self.retry.max_delay_s) * random.uniform(0.8, 1.2)
+            delay *= 2
+
+    def _failed(self, what: str, attempt: int, exc: Exception) -> None:
+        """Log one failed try; after the last one, raise ``StorageUnavailableError``."""
+        if attempt == self.retry.attempts:
+            log.warning("storage unavailable; giving up", extra={"op": what, "attempts": attempt,
+                                                                  "error": type(exc).__name__})
+            raise StorageUnavailableError(
+                f"the object store could not be reached ({what}, {attempt} attempts)"
+            ) from exc
+        log.info("storage error; retrying", extra={"op": what, "attempt": attempt, "error": type(exc).__name__})
+
+    def _call(self, what: str, operation: Callable[[], T]) -> T:
+        delays = self._delays()
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 return operation()
             except NOT_RETRIED:
                 raise
             except Exception as exc:
-                if attempt == self.retry.attempts:
-                    log.warning("storage unavailable; giving up", extra={"op": what, "attempts": attempt,
-                                                                          "error": type(exc).__name__})
-                    raise StorageUnavailableError(
-                        f"the object store could not be reached ({what}, {attempt} attempts)"
-                    ) from exc
-                log.info("storage error; retrying", extra={"op": what, "attempt": attempt, "error": type(exc).__name__})
-                self._sleep(min(delay, self.retry.max_delay_s) * random.uniform(0.8, 1.2))
-                delay *= 2
+                self._failed(what, attempt, exc)
+            self._sleep(next(delays))
+        raise AssertionError("unreachable")  # attempts >= 1
+
+    async def _call_async(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        delays = self._delays()
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                return await operation()
+            except NOT_RETRIED:
+                raise
+            except Exception as exc:
+                self._failed(what, attempt, exc)
+            await asyncio.sleep(next(delays))
         raise AssertionError("unreachable")  # attempts >= 1
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self._call("put", lambda: self.inner.put_bytes(key, data, content_type))
+
+    async def put_bytes_async(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        await self._call_async("put", lambda: self.inner.put_bytes_async(key, data, content_type))
 
     def get_bytes(self, key: str) -> bytes:
         return self._call("get", lambda: self.inner.get_bytes(key))

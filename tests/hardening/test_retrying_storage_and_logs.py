@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -28,6 +29,9 @@ class FlakyStore:
         if self.calls <= self.failures:
             raise ConnectionError("connection refused")
         self.inner.put_bytes(key, data, content_type)
+
+    async def put_bytes_async(self, key, data, content_type="application/octet-stream"):
+        self.put_bytes(key, data, content_type)
 
     def get_bytes(self, key):
         self.calls += 1
@@ -56,6 +60,16 @@ def test_a_lasting_outage_becomes_storage_unavailable(local):
         store.put_bytes("jobs/a/x.bin", b"data")
     assert caught.value.code == "storage_unavailable" and caught.value.retryable
     assert flaky.calls == 3 and max(sleeps) <= 1.5 * 1.2
+
+
+def test_event_loop_writes_are_retried_the_same_way(local):
+    retry = StorageRetrySettings(attempts=3, first_delay_s=0.01)
+    asyncio.run(RetryingStorage(FlakyStore(local, failures=2), retry).put_bytes_async("jobs/a/y.bin", b"async"))
+    assert local.get_bytes("jobs/a/y.bin") == b"async"
+    flaky = FlakyStore(local, failures=99)
+    with pytest.raises(StorageUnavailableError):
+        asyncio.run(RetryingStorage(flaky, retry).put_bytes_async("jobs/a/z.bin", b"never"))
+    assert flaky.calls == 3
 
 
 def test_a_missing_object_is_an_answer_not_an_outage(local):

@@ -100,6 +100,27 @@ def test_create_job_needs_exactly_one_image_source(s3_stack, sample_photo, nothi
 
 
 @pytest.mark.parametrize(
+    ("request_kwargs", "status", "code", "words"),
+    [
+        # Form bodies (answered by the lean form route)...
+        ({"data": {"image": "not-a-file"}, "files": {"other": ("a.txt", b"x")}}, 422, "invalid_request", ["body.image"]),
+        ({"files": {"image": ("a.png", b"\x89PNG", "image/png"), "options": ("o.json", b"{}")}}, 422,
+         "invalid_request", ["body.options"]),
+        ({"files": {"image": ("", b"", "application/octet-stream")}}, 400, "missing_image", []),  # no file chosen
+        ({"files": {"image": ("empty.png", b"", "image/png")}}, 422, "empty_upload", []),
+        ({"data": {"image_url": ""}}, 400, "missing_image", []),
+        # ...and bodies that are not forms (answered by the documented FastAPI route).
+        ({"json": {"image_url": "https://example.com/a.png"}}, 400, "missing_image", []),
+        ({"content": b""}, 400, "missing_image", []),
+    ],
+    ids=["text-for-file", "file-for-text", "empty-file-input", "zero-byte-file", "empty-url", "json-body", "no-body"],
+)
+def test_create_job_answers_odd_bodies_by_their_kind(s3_stack, request_kwargs, status, code, words, nothing_created):
+    response = httpx.post(f"{s3_stack.api_url}/v1/jobs", timeout=30, **request_kwargs)
+    assert_error(response, status, code, *words)
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "http://127.0.0.1:9/photo.png",

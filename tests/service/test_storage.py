@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -9,6 +10,7 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from conftest import Stack, service_env
 from shared.storage.local import LocalStorage
@@ -36,6 +38,30 @@ def test_s3_put_list_get_delete(s3):
         s3.get_bytes(prefix + "missing")
     assert s3.delete_prefix(prefix) == 2
     assert s3.list_keys(prefix) == []
+
+
+@pytest.mark.parametrize("key", ["input.png", "stage2/output glb+.glb", "a b/ü+%.png", "x/~y=z&w.zip"])
+def test_s3_async_upload_is_the_same_signed_put(s3_server, s3, key):
+    key = f"jobs/{uuid.uuid4().hex}/{key}"
+
+    async def upload(storage: S3Storage, data: bytes) -> None:
+        try:
+            await storage.put_bytes_async(key, data, "image/png")
+        finally:
+            await storage.aclose()
+
+    asyncio.run(upload(s3, b"async-bytes"))
+    assert s3.get_bytes(key) == b"async-bytes"
+    assert s3.client.head_object(Bucket="storage-tests", Key=key)["ContentType"] == "image/png"
+    # A wrong secret is an error answer from the store, raised as put_object raises it.
+    forged = S3Storage(
+        endpoint=s3_server.endpoint, public_endpoint=None, bucket="storage-tests", region="us-east-1",
+        access_key=s3_server.access_key, secret_key="not-the-secret",
+    )
+    with pytest.raises(ClientError) as refused:
+        asyncio.run(upload(forged, b"forged"))
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert s3.get_bytes(key) == b"async-bytes"
 
 
 def test_presigned_url_works_with_a_plain_http_client(s3):
