@@ -10,8 +10,10 @@ atomically (SET NX), before its job is created.  Within that time:
 
 The fingerprint is a SHA-256 over the image and a canonical JSON of everything
 else, so reordered form fields or options do not count as a different request.
-A submission that fails after reserving its key (the queue is down) releases
-it, so the client's retry goes through.
+The key is reserved before the submission is admitted, so a replay spends no
+rate-limit token; a submission that fails after reserving its key (refused by
+the limits, storage or queue down) releases it, so the client's retry creates
+the job instead of replaying one that never existed.
 """
 
 from __future__ import annotations

@@ -126,7 +126,15 @@ async def create_job(
 
 
 async def submit_job(request: Request, ctx: ApiContext, form: SubmitForm, idempotency_key: str | None) -> Response:
-    """Check the photo, store it, create the job and queue it; the 202 answer."""
+    """Check the photo, store it, create the job and queue it; the 202 answer.
+
+    With an ``Idempotency-Key`` the key is reserved before anything else
+    counts: a replay answers with the earlier job without spending a
+    rate-limit token, and a submission that fails after the reservation
+    (refused by the limits, storage or queue down) releases the key, so the
+    client's retry with the same key is a new attempt, not a replay of a job
+    that never existed.
+    """
     settings = ctx.settings.api
     image, image_url, webhook_url = form.image, form.image_url, form.webhook_url
     if (image is None) == (not image_url):
@@ -146,41 +154,45 @@ async def submit_job(request: Request, ctx: ApiContext, form: SubmitForm, idempo
     else:
         checked = await run_in_threadpool(check_image, data, settings)
 
-    job_id = new_job_id()
-    await admit_submission(request, ctx, job_id)
-    if idempotency_key:
-        fields = {"options": parsed.model_dump(), "webhook_url": webhook_url, "webhook_events": events}
-        fingerprint = request_fingerprint(data if image is not None else None, image_url, **fields)
-        earlier = await idempotency_keys(ctx).reserve(idempotency_key, fingerprint, job_id, owner=request.state.key_id)
-        if earlier is not None:
-            return await replay_response(ctx, earlier, read_job_body)
+    owner, job_id = request.state.key_id, new_job_id()
     record = JobRecord(
         id=job_id,
         options=parsed.model_dump(),
         input_key=f"jobs/{job_id}/input.png",
         webhook_url=webhook_url or None,
         webhook_events=events,
-        owner=request.state.key_id,
+        owner=owner,
     )
-    await ctx.storage.put_bytes_async(record.input_key, checked.png, "image/png")
+    if idempotency_key:
+        fields = {"options": record.options, "webhook_url": webhook_url, "webhook_events": events}
+        fingerprint = request_fingerprint(data if image is not None else None, image_url, **fields)
+        earlier = await idempotency_keys(ctx).reserve(idempotency_key, fingerprint, record.id, owner=owner)
+        if earlier is not None:
+            return await replay_response(ctx, earlier, read_job_body)
     try:
-        message = await ctx.generate_message(job_id)
-    except ServiceUnavailableError:
+        await admit_submission(request, ctx, record.id)
+        position = await _store_and_queue(ctx, record, checked.png)
+    except BaseException:
         if idempotency_key:
-            await idempotency_keys(ctx).release(idempotency_key, owner=request.state.key_id)
+            await idempotency_keys(ctx).release(idempotency_key, owner=owner)
         raise
+    body = {"id": record.id, "status": JobStatus.queued.value, "queue_position": position, "links": _links(record.id)}
+    return Response(orjson.dumps(body), status_code=202, media_type="application/json",
+                    headers={"Location": f"/v1/jobs/{record.id}"})
+
+
+async def _store_and_queue(ctx: ApiContext, record: JobRecord, png: bytes) -> int:
+    """Store the photo, then write the record and its queue message; the queue position."""
+    await ctx.storage.put_bytes_async(record.input_key, png, "image/png")
+    message = await ctx.generate_message(record.id)
     position = await ctx.store.create(record, message=message)
     if message is None:
         try:
-            await run_in_threadpool(_enqueue, ctx, job_id)
+            await run_in_threadpool(_enqueue, ctx, record.id)
         except Exception as exc:
-            await ctx.store.delete(job_id)
-            if idempotency_key:
-                await idempotency_keys(ctx).release(idempotency_key, owner=request.state.key_id)
+            await ctx.store.delete(record.id)
             raise ServiceUnavailableError("the job queue cannot be reached; try again") from exc
-    body = {"id": job_id, "status": JobStatus.queued.value, "queue_position": position, "links": _links(job_id)}
-    return Response(orjson.dumps(body), status_code=202, media_type="application/json",
-                    headers={"Location": f"/v1/jobs/{job_id}"})
+    return position
 
 
 def _enqueue(ctx: ApiContext, job_id: str) -> None:

@@ -56,9 +56,12 @@ def token(stack: Stack, redis_server: RedisServer, name: str) -> str:
         client.close()
 
 
-def submit(stack: Stack, key: str) -> httpx.Response:
+def submit(stack: Stack, key: str, idempotency_key: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
     return httpx.post(
-        f"{stack.api_url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+        f"{stack.api_url}/v1/jobs", headers=headers, timeout=30,
         files={"image": ("p.png", tiny_person_png(), "image/png")},
     )
 
@@ -66,6 +69,21 @@ def submit(stack: Stack, key: str) -> httpx.Response:
 def cancel(stack: Stack, key: str, job_id: str) -> None:
     response = httpx.post(f"{stack.api_url}/v1/jobs/{job_id}/cancel", headers={"Authorization": f"Bearer {key}"})
     assert response.json()["status"] == "canceled"
+
+
+def test_replays_of_an_idempotent_submission_spend_no_rate_tokens(stack, redis_server):
+    e = token(stack, redis_server, "e")
+    first = submit(stack, e, idempotency_key="order-1")
+    assert first.status_code == 202
+    for _ in range(4):  # more replays than the burst allows submissions
+        replay = submit(stack, e, idempotency_key="order-1")
+        assert replay.status_code == 200 and replay.json()["id"] == first.json()["id"]
+    cancel(stack, e, first.json()["id"])
+    for _ in range(2):  # the burst of 3 still has two tokens
+        created = submit(stack, e)
+        assert created.status_code == 202
+        cancel(stack, e, created.json()["id"])
+    assert submit(stack, e).status_code == 429
 
 
 def test_limits_answer_429_then_503_with_retry_after(stack, redis_server):
@@ -87,10 +105,17 @@ def test_limits_answer_429_then_503_with_retry_after(stack, redis_server):
     assert busy.headers["retry-after"] == "42" and busy.json()["error"]["retryable"] is True
 
     # Queue cap: 4 queued in all, then 503 for everyone.
-    assert [submit(stack, c).status_code for _ in range(2)] == [202, 202]
-    full = submit(stack, d)
+    c_created = [submit(stack, c) for _ in range(2)]
+    assert [r.status_code for r in c_created] == [202, 202]
+    c_jobs = [r.json()["id"] for r in c_created]
+    full = submit(stack, d, idempotency_key="d-order")
     assert full.status_code == 503 and full.json()["error"]["code"] == "queue_full"
     assert full.headers["retry-after"] == "42"
+    # The refused submission did not keep its key: once there is room, the retry creates the job.
+    for job_id in c_jobs:
+        cancel(stack, c, job_id)
+    retried = submit(stack, d, idempotency_key="d-order")
+    assert retried.status_code == 202, retried.text
 
 
 def test_cors_allows_only_listed_origins(stack):

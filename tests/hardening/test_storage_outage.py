@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from shared.jobs import TERMINAL, JobStatus
-from tests.hardening.fault_pipelines import LONG_STEPS
+from tests.hardening.fault_pipelines import LONG_STEPS, tiny_person_png
 from tests.hardening.processes import RedisServer, SeaweedS3, Stack
 
 pytestmark = pytest.mark.slow
@@ -16,6 +17,11 @@ def seaweed(tmp_path_factory):
     server = SeaweedS3(tmp_path_factory.mktemp("weed")).start()
     yield server
     server.stop()
+
+
+def submit_with_key(stack: Stack, key: str) -> httpx.Response:
+    return httpx.post(f"{stack.api_url}/v1/jobs", headers={"Idempotency-Key": key}, timeout=30,
+                      files={"image": ("person.png", tiny_person_png(), "image/png")})
 
 
 def test_upload_during_an_outage_fails_as_storage_unavailable_then_recovers(seaweed, tmp_path):
@@ -35,11 +41,17 @@ def test_upload_during_an_outage_fails_as_storage_unavailable_then_recovers(seaw
         assert failed.outputs == {}  # never "succeeded" without its files
         assert [e.status for e in failed.history if e.status in TERMINAL] == [JobStatus.failed]
         assert "storage unavailable; giving up" in stack.workers[0].output()
+        # A submission during the outage is refused as retryable and does not keep its idempotency key.
+        during = submit_with_key(stack, "during-outage")
+        assert during.status_code == 503 and during.json()["error"]["code"] == "storage_unavailable", during.text
 
         seaweed.start()  # back: the same worker serves the next job with its files
         ok = stack.wait_terminal(stack.submit(), timeout_s=60)
         assert ok.status is JobStatus.succeeded, stack.logs()
         assert "stage2/output.glb" in ok.outputs
+        retried = submit_with_key(stack, "during-outage")
+        assert retried.status_code == 202, retried.text  # a new job, not a replay of one never created
+        assert stack.wait_terminal(retried.json()["id"], timeout_s=60).status is JobStatus.succeeded
     finally:
         stack.stop()
         redis_server.stop()
