@@ -4,8 +4,9 @@
   ``auth.enabled`` it requires ``Authorization: Bearer <key>`` (401 otherwise)
   and, on routes with a ``{job_id}``, answers 404 unless the key created that
   job — the same answer as for a job that does not exist, so other tenants'
-  ids cannot even be confirmed.  With authentication off (the embedded
-  stack) it lets everything through.
+  ids cannot even be confirmed.  ``/metrics`` (numbers about every tenant)
+  takes the scraper's ``auth.metrics_token`` instead, and no API key.  With
+  authentication off (the embedded stack) it lets everything through.
 * :func:`admit_submission` applies the per-key limits (429) and the global
   queue cap (503), both with ``Retry-After``.  Per-key limits apply to keys,
   so only when authentication is on; the queue cap always applies.
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import time
@@ -27,6 +29,7 @@ import redis
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import ContextDep
@@ -56,21 +59,24 @@ REDIS_DOWN_RETRY_S = 5
 
 
 PROTECTED_PREFIX = "/v1/"
+METRICS_PATH = "/metrics"
 
 
 async def authorize(request: Request, ctx: ContextDep) -> str | None:
     """The caller's key id (None with authentication off); 401/404 as described above.
 
     Installed on the whole application, it guards every path under ``/v1/``
-    (including routers added later), the legacy ``/generate`` and ``/metrics``;
-    health checks, the web page and signed file downloads (their signature is
-    their credential) stay open.
+    (including routers added later) and the legacy ``/generate``; ``/metrics``
+    takes the scraper's token instead of an API key; health checks, the web
+    page and signed file downloads (their signature is their credential) stay
+    open.
     """
     settings = ctx.settings
     key_id: str | None = ANONYMOUS
     path = request.scope["path"]
-    guarded = path.startswith(PROTECTED_PREFIX) or path in ("/metrics", "/generate")
-    if settings.auth.enabled and guarded:
+    if settings.auth.enabled and path == METRICS_PATH:
+        _check_metrics_token(request, settings.auth.metrics_token)
+    elif settings.auth.enabled and (path.startswith(PROTECTED_PREFIX) or path == "/generate"):
         token = bearer_token(request.headers.get("authorization"))
         key = None
         if token is not None:
@@ -85,6 +91,18 @@ async def authorize(request: Request, ctx: ContextDep) -> str | None:
                 raise JobNotFoundError(f"no job with id {job_id}")
     request.state.key_id = key_id
     return key_id
+
+
+def _check_metrics_token(request: Request, expected: SecretStr | None) -> None:
+    """``/metrics`` covers every tenant: only the scraper's own token reads it, never an API key."""
+    token = bearer_token(request.headers.get("authorization"), prefix="")
+    if expected is None or token is None or not hmac.compare_digest(
+        token.encode(), expected.get_secret_value().encode()
+    ):
+        raise UnauthorizedError(
+            "/metrics needs `Authorization: Bearer <auth.metrics_token>` (set SYNCHUMAN_AUTH__METRICS_TOKEN); "
+            "API keys cannot read it"
+        )
 
 
 async def _job_owner(ctx, job_id: str) -> str | None:
@@ -203,7 +221,7 @@ def install_hardening(app: FastAPI, settings) -> None:
         log.error("unhandled error", exc_info=exc)
         return _error("internal_error", "internal error", 500, retryable=True)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get(METRICS_PATH, include_in_schema=False)
     async def metrics(ctx: ContextDep) -> Response:
         prefix = ctx.settings.redis.key_prefix
         snapshot = await read_snapshot(ctx.redis, prefix=prefix)

@@ -58,13 +58,14 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+def bearer_token(authorization: str | None, *, prefix: str = TOKEN_PREFIX) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (an API key's unless ``prefix`` says
+    otherwise), or None."""
     if not authorization:
         return None
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+    if scheme.lower() != "bearer" or not token or not token.startswith(prefix):
         return None
     return token
 

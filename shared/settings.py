@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -108,6 +108,9 @@ class JobSettings(BaseModel):
 class AuthSettings(BaseModel):
     enabled: bool = False
     """Require ``Authorization: Bearer <key>`` on ``/v1`` (off for the embedded stack, on in compose)."""
+    metrics_token: SecretStr | None = None
+    """With ``enabled``, the one bearer token that reads ``/metrics`` (the scraper's): API keys
+    cannot, since the numbers cover every tenant.  Unset: ``/metrics`` is closed."""
 
 
 class LimitSettings(BaseModel):

@@ -18,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.hardening.processes import REPO_ROOT, RedisServer, Stack
 
+METRICS_TOKEN = "scraper-token-3f9a"
+
 pytestmark = pytest.mark.slow
 
 
@@ -38,7 +40,8 @@ def new_key(stack: Stack, name: str) -> dict:
 def stack(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("auth-stack")
     redis_server = RedisServer(workdir).start()
-    stack = Stack(workdir, redis_server, SYNCHUMAN_AUTH__ENABLED="true").start_api()
+    stack = Stack(workdir, redis_server, SYNCHUMAN_AUTH__ENABLED="true",
+                  SYNCHUMAN_AUTH__METRICS_TOKEN=METRICS_TOKEN).start_api()
     stack.start_worker()
     stack.wait_warm()
     yield stack
@@ -119,7 +122,10 @@ def test_signed_file_urls_work_without_a_key_for_one_file_only(stack, alice, ali
 
 
 def test_metrics_count_the_finished_job_and_the_warm_worker(stack, alice, alices_job):
-    response = httpx.get(f"{stack.api_url}/metrics", headers=auth(alice))
+    # The numbers cover every tenant: an API key cannot read them, only the scraper's token.
+    refused = httpx.get(f"{stack.api_url}/metrics", headers=auth(alice))
+    assert refused.status_code == 401 and "metrics_token" in refused.json()["error"]["message"]
+    response = httpx.get(f"{stack.api_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     samples = {}
     for family in text_string_to_metric_families(response.text):
