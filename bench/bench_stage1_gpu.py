@@ -7,7 +7,8 @@ With ``--make-weights`` missing weights are first written at the published
 sizes with random values (``bench/make_random_weights.py``).  The input is a
 synthetic RGBA figure unless ``--image`` is given.  One short warm-up job runs
 first; the timed job then reports seconds per phase, ms per sampling step and
-``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` (GiB).
+``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` (GiB), with the
+SM clock and power draw during the job (``bench/gpu_clocks.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.gpu_clocks import ClockMonitor
 from pipelines.synchuman.stage1 import SyncHumanStage1Pipeline
 from pipelines.synchuman.stage1.pipeline import warm_up_figure
 
@@ -30,17 +32,20 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch
 
 def run_job(pipe: SyncHumanStage1Pipeline, image: Image.Image, steps: int, seed: int) -> dict:
     torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = pipe(image, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps)
-    torch.cuda.synchronize()
+    with ClockMonitor() as clocks:
+        start = time.perf_counter()
+        out = pipe(image, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps)
+        torch.cuda.synchronize()
+        total_s = time.perf_counter() - start
     latents = out.extras["multiview_latents"]
     return {
-        "total_s": time.perf_counter() - start,
+        "total_s": total_s,
         **{f"{k}_s": v for k, v in out.timings.items()},
         "ms_per_step": 1000 * out.timings["sampling"] / steps,
         "voxels": int(len(out.coords)),
         "finite": bool(torch.isfinite(latents).all()),
         "latent_abs_max": float(latents.abs().max()),
+        **clocks.summary(),
     }
 
 
@@ -124,10 +129,10 @@ def main() -> None:
 
 
 KERNEL_KINDS = (
+    ("fused (triton)", ("triton",)),  # first: Inductor names its kernels after the ops they fuse ("..._convolution_...")
     ("attention", ("sdpa", "fmha", "flash", "attention")),
     ("convolution", ("fprop", "conv", "implicit", "dgrad", "winograd")),
     ("matmul", ("gemm", "nvjet", "cutlass", "cublas")),
-    ("fused (triton)", ("triton",)),
 )
 
 
