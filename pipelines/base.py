@@ -144,3 +144,5 @@ class GenerationPipelines:
     stage1: Stage1Pipeline
     stage2: Stage2Pipeline
     device: str = "cpu"
+    load_timings: dict[str, float] = field(default_factory=dict)
+    """Seconds of each loading phase (weights, compilation, warm-up), for the worker's start-up log."""

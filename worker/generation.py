@@ -59,27 +59,54 @@ PIPELINE_ERROR_MESSAGE = "the model failed on this job; the details are in the w
 
 
 class ProgressReporter:
-    """The pipelines' ``callback(stage, step, total)``: writes progress, checks for cancellation."""
+    """The pipelines' ``callback(stage, step, total)``: writes progress, checks for cancellation.
+
+    Cancellation is checked at every step (one Redis read), so a canceled job
+    stops at the end of the step that was running; progress is written at most
+    every ``PROGRESS_WRITE_INTERVAL_S`` and never goes down within an attempt,
+    also when a pipeline reports a later stage from inside an earlier one (stage
+    2 runs the export and reports it as ``export``).
+    """
 
     def __init__(self, runtime: WorkerRuntime, job_id: str) -> None:
         self.runtime = runtime
         self.job_id = job_id
         self.stage = JobStage.preprocess
+        self.entered_at: dict[JobStage, float] = {}
+        """``time.perf_counter()`` when each stage began (the last time, for a stage entered twice)."""
         self._last_write = 0.0
 
     def enter(self, stage: JobStage) -> None:
         self.stage = stage
+        self.entered_at[stage] = time.perf_counter()
         if self.runtime.watchdog is not None:
             self.runtime.watchdog.arm(self.job_id, stage.value)
         self._write(overall_progress(stage, 0, 1))
 
-    def __call__(self, _stage_name: str, step: int, total: int) -> None:
+    def __call__(self, stage_name: str, step: int, total: int) -> None:
         if self.runtime.shutting_down.is_set():
             raise WorkerShuttingDown("the worker is shutting down")
+        if stage_name in JobStage.__members__ and stage_name != self.stage.value:
+            self.enter(JobStage(stage_name))
         now = time.monotonic()
         if step < total and now - self._last_write < PROGRESS_WRITE_INTERVAL_S:
+            self._check_canceled()
             return
         self._write(overall_progress(self.stage, step, total))
+
+    def _check_canceled(self) -> None:
+        try:
+            record = self.runtime.store.get(self.job_id)
+        except (redis.ConnectionError, redis.TimeoutError):  # checked again at the next step
+            return
+        self._check_owner(record)
+
+    def _check_owner(self, record: JobRecord) -> None:
+        worker_id = self.runtime.heartbeat.worker_id
+        if record.status is JobStatus.running and record.worker_id != worker_id:
+            raise AttemptSuperseded(f"the job was claimed by {record.worker_id}")
+        if record.cancel_requested:
+            raise JobCanceledError("the job was canceled")
 
     def _write(self, progress: float) -> None:
         self._last_write = time.monotonic()
@@ -90,17 +117,14 @@ class ProgressReporter:
         def advance(record: JobRecord) -> JobRecord | None:
             if record.status is not JobStatus.running or record.worker_id != worker_id:
                 return None
-            return record.model_copy(update={"stage": stage, "progress": max(progress, 0.0)})
+            return record.model_copy(update={"stage": stage, "progress": max(progress, record.progress, 0.0)})
 
         try:
             record = self.runtime.store.update(self.job_id, advance)
         except (redis.ConnectionError, redis.TimeoutError):  # progress is advisory; the job goes on
             log.warning("progress not written: redis unreachable", extra={"job_id": self.job_id})
             return
-        if record.status is JobStatus.running and record.worker_id != worker_id:
-            raise AttemptSuperseded(f"the job was claimed by {record.worker_id}")
-        if record.cancel_requested:
-            raise JobCanceledError("the job was canceled")
+        self._check_owner(record)
 
 
 def run_job(runtime: WorkerRuntime, job_id: str) -> JobRecord | None:
@@ -264,9 +288,9 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    def lap(stage: JobStage) -> None:  # adds up: uploads happen after stage 1 and at the end
+    def lap(stage: JobStage, until: float | None = None) -> None:  # adds up: uploads come twice
         nonlocal clock
-        now = time.perf_counter()
+        now = time.perf_counter() if until is None else until
         timings[stage.value] = round(timings.get(stage.value, 0.0) + now - clock, 3)
         clock = now
 
@@ -288,7 +312,8 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
     if not options.stage1_only:
         progress.enter(JobStage.stage2)
         mesh = runtime.pipelines.stage2(views, generator=generator, callback=progress, **options.stage2_kwargs())
-        lap(JobStage.stage2)
+        # A stage-2 pipeline that exports the mesh itself reports it as ``export``: time it as such.
+        lap(JobStage.stage2, until=progress.entered_at.get(JobStage.export))
 
     progress.enter(JobStage.export)
     s2 = stage2_files(mesh) if mesh is not None else {}

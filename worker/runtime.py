@@ -13,6 +13,8 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,7 +22,7 @@ import redis
 
 from shared.heartbeat import WorkerHeartbeat, publish, withdraw
 from shared.job_store import JobStore
-from shared.settings import Settings
+from shared.settings import Settings, WorkerSettings
 from shared.job_metrics import JobMetrics
 from shared.storage import Storage, build_storage
 from shared.storage.retrying import RetryingStorage
@@ -66,19 +68,8 @@ class WorkerRuntime:
             cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
             state="loading",
         )
-        publish(client, store.keys, heartbeat, worker.heartbeat_ttl_s)
-        if pipelines is None and worker.pipeline_factory:
-            from pipelines.registry import load_pipeline_factory
-
-            pipelines = load_pipeline_factory(worker.pipeline_factory, device=worker.device)
-        if pipelines is None:
-            from pipelines.registry import load_pipelines
-
-            log.info("loading pipelines", extra={"pipeline": worker.pipeline, "device": worker.device})
-            pipelines = load_pipelines(
-                worker.pipeline, weights_dir=worker.weights_dir, device=worker.device, dtype=worker.dtype,
-                compile=worker.compile,
-            )
+        with _beating(client, store, heartbeat, worker.heartbeat_interval_s, worker.heartbeat_ttl_s):
+            pipelines = _load_pipelines(worker, pipelines)
         heartbeat.pipeline = pipelines.name
         heartbeat.pipeline_version = pipelines.version
         heartbeat.device = pipelines.device
@@ -89,7 +80,10 @@ class WorkerRuntime:
         runtime.beat()
         runtime._thread = threading.Thread(target=runtime._beat_forever, name="heartbeat", daemon=True)
         runtime._thread.start()
-        log.info("worker warm", extra={"worker_id": heartbeat.worker_id, "pipeline": pipelines.name})
+        log.info(
+            "worker warm",
+            extra={"worker_id": heartbeat.worker_id, "pipeline": pipelines.name, "load_s": pipelines.load_timings},
+        )
         return runtime
 
     @property
@@ -120,6 +114,52 @@ class WorkerRuntime:
             withdraw(self.store.redis, self.store.keys, self.heartbeat.worker_id)
         except redis.RedisError:
             pass
+
+
+def _load_pipelines(worker: WorkerSettings, pipelines: GenerationPipelines | None) -> GenerationPipelines:
+    """The pipelines the settings name (or ``pipelines`` when given), loaded onto the worker's device."""
+    if pipelines is not None:
+        return pipelines
+    if worker.pipeline_factory:
+        from pipelines.registry import load_pipeline_factory
+
+        return load_pipeline_factory(worker.pipeline_factory, device=worker.device)
+    from pipelines.registry import load_pipelines
+
+    log.info("loading pipelines", extra={"pipeline": worker.pipeline, "device": worker.device})
+    return load_pipelines(
+        worker.pipeline, weights_dir=worker.weights_dir, device=worker.device, dtype=worker.dtype,
+        compile=worker.compile,
+    )
+
+
+@contextmanager
+def _beating(
+    client: redis.Redis, store: JobStore, heartbeat: WorkerHeartbeat, interval_s: float, ttl_s: float
+) -> Iterator[None]:
+    """Publish ``heartbeat`` every ``interval_s`` while the block runs (the ``loading`` state).
+
+    Loading and compiling the GPU pipelines takes minutes on a first start; the
+    worker stays listed (and counted as alive, not warm) all that time.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                publish(client, store.keys, heartbeat, ttl_s)
+            except redis.RedisError:
+                log.warning("heartbeat failed", exc_info=True)
+            if stop.wait(interval_s):
+                return
+
+    thread = threading.Thread(target=beat, name="heartbeat-loading", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 _runtime: WorkerRuntime | None = None

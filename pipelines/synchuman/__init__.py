@@ -20,6 +20,8 @@ beside the OneStage folder.  Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pipelines.base import GenerationPipelines
@@ -53,27 +55,48 @@ def load_synchuman(
     float32 on the CPU.  ``compile`` (CUDA only) compiles the stage-1 network
     and runs a one-step warm-up job now, so the first real job does not pay
     for compilation.
+
+    Every file of both stages is checked before anything is loaded, so an
+    incomplete folder fails at once, naming all that is missing.  Stage 2 loads
+    on a second thread while stage 1 compiles and warms up (the two overlap:
+    one is file reads and copies, the other mostly Python tracing and kernel
+    compilation).  ``load_timings`` of the result says how long each phase took.
     """
     import torch
 
-    from pipelines.synchuman.stage1.pipeline import SyncHumanStage1Pipeline
+    from pipelines.synchuman.stage1.pipeline import SyncHumanStage1Pipeline, missing_weight_files
+    from pipelines.synchuman.stage2.checkpoint import missing_weight_files as missing_stage2_files
     from pipelines.synchuman.stage2.pipeline import SyncHumanStage2Pipeline
 
     one, two, dinov2 = weights_layout(weights_dir)
+    missing = missing_weight_files(one, dinov2) + missing_stage2_files(two)
+    if missing:
+        raise FileNotFoundError("SyncHuman weights directory is incomplete; missing: " + ", ".join(missing))
     on_cuda = torch.device(device).type == "cuda"
     if dtype is None:
         dtype = "float16" if on_cuda else "float32"
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(sorted(set(DTYPES.values())))}")
     torch_dtype = getattr(torch, DTYPES[dtype])
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
     stage1 = SyncHumanStage1Pipeline.from_pretrained(one, dinov2=dinov2, device=device, dtype=torch_dtype)
-    if compile and on_cuda:
-        stage1.compile()
-        stage1.warm_up()
+    timings["stage1_weights"] = round(time.perf_counter() - started, 2)
     # The official stage 2 runs DINOv2 in float32 even where stage 1 runs it in
     # float16: share the stage-1 encoder only when it already is float32.
     shared_dinov2 = stage1.dinov2 if torch_dtype == torch.float32 else dinov2
-    stage2 = SyncHumanStage2Pipeline.from_pretrained(two, dinov2=shared_dinov2, device=device, dtype=torch_dtype)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage2-load") as pool:
+        stage2_future = pool.submit(
+            _timed_load, SyncHumanStage2Pipeline.from_pretrained, two, dinov2=shared_dinov2, device=device,
+            dtype=torch_dtype,
+        )
+        if compile and on_cuda:
+            mark = time.perf_counter()
+            stage1.compile()
+            stage1.warm_up()
+            timings["stage1_compile_warm_up"] = round(time.perf_counter() - mark, 2)
+        stage2, timings["stage2_weights"] = stage2_future.result()
+    timings["total"] = round(time.perf_counter() - started, 2)
     return GenerationPipelines(
         name="synchuman",
         version=VERSION,
@@ -82,4 +105,12 @@ def load_synchuman(
         stage1=stage1,
         stage2=stage2,
         device=str(device),
+        load_timings=timings,
     )
+
+
+def _timed_load(load, *args, **kwargs):
+    """``(load(*args, **kwargs), seconds)``."""
+    started = time.perf_counter()
+    result = load(*args, **kwargs)
+    return result, round(time.perf_counter() - started, 2)

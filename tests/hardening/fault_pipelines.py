@@ -137,3 +137,13 @@ def tiny_person_png(side: int = 96) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+SLOW_LOAD_S = 8.0
+"""How long :func:`load_slowly` takes: longer than the service tests' heartbeat TTL (5 s)."""
+
+
+def load_slowly(device: str = "cpu", **_: object) -> GenerationPipelines:
+    """The quick pipelines after a load as long as a GPU worker's first start (scaled down)."""
+    time.sleep(SLOW_LOAD_S)
+    return load_quick_pipelines(device)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from pipelines.synchuman.dinov2 import DinoV2
 from pipelines.synchuman.sparse.tensor import SparseVoxels
-from pipelines.synchuman.stage2.checkpoint import load_weights, read_model_config
+from pipelines.synchuman.stage2.checkpoint import build_and_load, read_model_config
 from pipelines.synchuman.stage2.decoder_trunk import DecoderConfig
 from pipelines.synchuman.stage2.gaussian_decoder import SLatGaussianDecoder
 from pipelines.synchuman.stage2.mesh_decoder import SLatMeshDecoder
@@ -41,7 +41,8 @@ def goldens(parity_dir):
 
 def _decoder(parity_dir, name, kind):
     folder = parity_dir / "secondstage" / "ckpt" / name
-    return load_weights(kind(DecoderConfig.from_args(read_model_config(folder)[1])), folder).eval()
+    config = DecoderConfig.from_args(read_model_config(folder)[1])
+    return build_and_load(kind, config, folder, torch.device("cpu")).eval()
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from pipelines.synchuman.sparse.tensor import SparseVoxels
-from pipelines.synchuman.stage2.checkpoint import load_weights, model_folder, read_model_config, read_pipeline_config
+from pipelines.synchuman.stage2.checkpoint import build_and_load, model_folder, read_model_config, read_pipeline_config
 from pipelines.synchuman.stage2.flow_model import SLatFlowConfig, SLatFlowModel
 from pipelines.synchuman.stage2.sampler import GuidanceIntervalSamplerConfig, SamplerTrace, sample_guidance_interval
 
@@ -22,8 +22,8 @@ def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
 def flow(parity_dir):
     ckpt = parity_dir / "secondstage" / "ckpt"
     folder = model_folder(ckpt, read_pipeline_config(ckpt), "slat_flow_model")
-    model = SLatFlowModel(SLatFlowConfig.from_args(read_model_config(folder)[1]))
-    return load_weights(model, folder).eval()
+    config = SLatFlowConfig.from_args(read_model_config(folder)[1])
+    return build_and_load(SLatFlowModel, config, folder, torch.device("cpu")).eval()
 
 
 @torch.no_grad()

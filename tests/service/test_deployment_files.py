@@ -7,10 +7,13 @@ reserves one GPU of its own, and the API image carries no torch.
 from __future__ import annotations
 
 import importlib
-import json
 import importlib.util
+import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -102,3 +105,59 @@ def test_api_image_serves_the_model_viewer_it_installs():
     assert re.search(r"npm install --prefix (\S+) .*@google/model-viewer@\d+\.\d+\.\d+", text)
     env = dict(re.findall(r"^ENV (SYNCHUMAN_UI__MODEL_VIEWER_PATH)=(\S+)$", text, re.M))
     assert env["SYNCHUMAN_UI__MODEL_VIEWER_PATH"] == target  # the path the page's module is served from
+
+
+def run_tool(*command: str) -> subprocess.CompletedProcess:
+    if shutil.which(command[0]) is None:
+        message = f"{command[0]} is not installed (the dev extra installs it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.api", "Dockerfile.worker"])
+def test_dockerfiles_pass_hadolint_and_explain_each_ignored_rule(dockerfile):
+    result = run_tool("hadolint", "--no-color", dockerfile)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout
+    lines = (REPO / dockerfile).read_text().splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("# hadolint ignore="):
+            reason = lines[index - 1]
+            assert reason.startswith("#") and "hadolint" not in reason, f"{dockerfile}:{index + 1} ignores without a reason"
+
+
+def test_compose_file_follows_the_compose_specification():
+    result = run_tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", "docker-compose.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_worker_compile_cache_is_a_volume_the_worker_user_can_write(compose):
+    text = (REPO / "Dockerfile.worker").read_text()
+    cache = re.search(r"TORCHINDUCTOR_CACHE_DIR=(\S+)", text).group(1)
+    instructions = re.sub(r"\\\n", " ", text).splitlines()  # continuation lines joined
+    user_at = next(i for i, line in enumerate(instructions) if line.startswith("USER "))
+    assert instructions[user_at].split()[1] == "10001"
+    # Made and handed to uid 10001 before the USER line, so a new named volume copies that owner.
+    [made] = [i for i, line in enumerate(instructions) if line.startswith("RUN ") and f"mkdir -p {cache}" in line]
+    assert made < user_at
+    parent = cache.rsplit("/", 1)[0]
+    assert re.search(rf"chown (-R )?10001(:10001)? ({re.escape(cache)}|{re.escape(parent)})( |$)", instructions[made])
+    volumes = compose.get("volumes", {})
+    for name, service in compose["services"].items():
+        if name.startswith("worker-gpu"):
+            mounts = [m.split(":") for m in service["volumes"]]
+            assert any(target == cache and source in volumes for source, target, *_ in mounts), name
+
+
+def test_a_one_gpu_host_starts_without_editing_the_compose_file(compose):
+    default = {n: s for n, s in compose["services"].items() if not s.get("profiles")}
+    gpus = [d for s in default.values() for d in s.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])]
+    assert [d["device_ids"] for d in gpus] == [["0"]], "only GPU 0 is reserved without a profile"
+    extra = [n for n, s in compose["services"].items() if n.startswith("worker-gpu") and s.get("profiles")]
+    assert extra, "further GPU workers sit behind a profile"
+
+
+def test_the_s3_store_is_the_one_the_tests_exercise(compose):
+    assert compose["services"]["s3"]["image"].startswith("chrislusf/seaweedfs:")
+    assert "-s3.config=" in " ".join(compose["services"]["s3"]["command"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -53,5 +54,38 @@ def test_worker_with_unloadable_pipelines_exits_and_leaves_the_job_queued(redis_
             return current if current["status"] in ("succeeded", "failed", "canceled") else None
 
         assert wait_until(finished, 240, "the job to finish on the healthy worker", interval=0.3)["status"] == "succeeded"
+    finally:
+        stack.stop()
+
+
+def test_a_loading_worker_stays_listed_past_its_heartbeat_ttl(redis_url, tmp_path):
+    """Loading (minutes on a GPU's first start) keeps the heartbeat alive, marked not warm."""
+    from tests.hardening.fault_pipelines import SLOW_LOAD_S
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = service_env(
+        redis_url, "slowload",
+        storage={"backend": "local", "local_dir": str(tmp_path / "storage"), "signing_secret": "s"},
+        extra={"SYNCHUMAN_WORKER__PIPELINE_FACTORY": "tests.hardening.fault_pipelines:load_slowly"},
+    )
+    stack = Stack(env=env, logs=logs)
+    try:
+        stack.start_api()
+        stack.start_worker("slow")
+        ttl = float(env["SYNCHUMAN_WORKER__HEARTBEAT_TTL_S"])
+        assert SLOW_LOAD_S > ttl + 2
+
+        def loading_workers():
+            body = httpx.get(f"{stack.api_url}/readyz", timeout=5).json()
+            return [w for w in body["workers"] if w["state"] == "loading"] if not body["ready"] else None
+
+        wait_until(loading_workers, 30, "the worker to be listed as loading", interval=0.2)
+        listed_at = time.monotonic()
+        # Past the TTL, the loading worker is still listed (its heartbeat is renewed while it loads).
+        while time.monotonic() - listed_at < ttl + 1:
+            assert loading_workers(), "the loading worker's heartbeat expired"
+            time.sleep(0.5)
+        stack.wait_ready(timeout=60)
     finally:
         stack.stop()

