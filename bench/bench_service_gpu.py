@@ -24,7 +24,10 @@ per hour, GPU utilisation (NVML, every 100 ms) while jobs were queued, the peak
 GPU memory the worker's heartbeat reported, whether progress only rose and
 whether the stage-1 views downloaded while stage 2 ran; last, a job canceled
 during stage 1: how many steps it ran after the cancel and how soon the next
-job started.  ``--phase all`` does both.  Results also go to ``--out`` as JSON.
+job started.  ``--phase all`` does both, the jobs on the worker of the second
+cold start.  Results go to ``--out`` as JSON after every phase.
+``--precompile`` also keeps Dynamo's traced graphs between starts
+(``TORCH_CACHING_PRECOMPILE=1``, torch's experimental precompile).
 ``--pipeline preview --device cpu`` runs the same script without a GPU.
 """
 
@@ -64,7 +67,7 @@ class Service:
     state: Path
     env: dict[str, str]
     processes: list[subprocess.Popen] = field(default_factory=list)
-    worker: subprocess.Popen | None = None
+    workers: list[subprocess.Popen] = field(default_factory=list)
     url: str = ""
 
     def spawn(self, args: list[str], log: str) -> subprocess.Popen:
@@ -98,37 +101,53 @@ class Service:
             return False
 
     def start_worker(self, name: str, timeout: float = 900) -> float:
-        """Start a worker and return seconds from its process start to ``/readyz`` green."""
+        """Start one more worker; returns seconds from its process start until ``/readyz`` lists it warm."""
         started = time.perf_counter()
-        self.worker = self.spawn(
+        worker = self.spawn(
             [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo", "-c", "1",
              "-Q", "gpu,webhooks", "--without-gossip", "--without-mingle", "-n", f"{name}@%h", "--loglevel", "INFO"],
             f"worker-{name}.log",
         )
+        self.workers.append(worker)
 
         def ready() -> bool:
-            if self.worker.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.worker.returncode}; see {self.state / 'logs'}")
-            return self._answers("/readyz")
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited with {worker.returncode}; see {self.state / 'logs'}")
+            return self.warm_workers() >= len(self.workers)
 
         wait_until(ready, timeout, "the worker to be ready", interval=0.1)
         return time.perf_counter() - started
 
-    def stop_worker(self) -> None:
-        if self.worker is not None:
-            stop_processes([self.worker], timeout=60)
-            self.processes.remove(self.worker)
-            self.worker = None
-        wait_until(lambda: not self._answers("/readyz"), 60, "the stopped worker's heartbeat to go", interval=0.2)
+    def warm_workers(self) -> int:
+        try:
+            body = httpx.get(self.url + "/readyz", timeout=5, trust_env=False).json()
+        except (httpx.HTTPError, ValueError):
+            return 0
+        return sum(w.get("state") in ("warm", "busy") for w in body.get("workers", []))
+
+    def stop_workers(self) -> None:
+        stop_processes(self.workers, timeout=60)
+        for worker in self.workers:
+            self.processes.remove(worker)
+        self.workers.clear()
+        wait_until(lambda: not self._answers("/readyz"), 60, "the stopped workers' heartbeats to go", interval=0.2)
 
     def stop(self) -> None:
         stop_processes(self.processes)
         self.processes.clear()
 
     def load_log(self, name: str) -> str:
-        """The worker's start-up line with its load phases."""
-        lines = (self.state / "logs" / f"worker-{name}.log").read_text(errors="replace").splitlines()
-        return next((line for line in reversed(lines) if "worker warm" in line), "(no 'worker warm' line)")
+        """The worker's start-up line with its load phases (written just after it turns ready)."""
+        path = self.state / "logs" / f"worker-{name}.log"
+
+        def line() -> str | None:
+            lines = path.read_text(errors="replace").splitlines()
+            return next((text for text in reversed(lines) if "worker warm" in text), None)
+
+        try:
+            return wait_until(line, 10, "the worker's start-up line", interval=0.1)
+        except TimeoutError:
+            return "(no 'worker warm' line)"
 
 
 # -- GPU sampling ----------------------------------------------------------------------------------------
@@ -321,7 +340,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--random-occupancy", action="store_true",
                         help="keep random stage 1's half-full occupancy (default: a person-shaped one)")
+    parser.add_argument("--precompile", action="store_true",
+                        help="TORCH_CACHING_PRECOMPILE=1: also keep Dynamo's traced graphs in the cache (torch's "
+                        "experimental precompile); falls back without it if the worker fails to start")
     parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--workers-per-gpu", type=int, default=1,
+                        help="worker processes sharing the GPU for the jobs (one job's CPU-bound export "
+                        "then overlaps another's GPU stages)")
     parser.add_argument("--stage1-steps", type=int, default=50)
     parser.add_argument("--stage2-steps", type=int, default=25)
     parser.add_argument("--texture-size", type=int, default=1024)
@@ -337,6 +362,8 @@ def main() -> None:
         "SYNCHUMAN_WORKER__WEIGHTS_DIR": str(args.weights),
         "TORCHINDUCTOR_CACHE_DIR": str(cache),
     })
+    if args.precompile:
+        env["TORCH_CACHING_PRECOMPILE"] = "1"
     if args.pipeline == "synchuman" and not args.random_occupancy:
         env["SYNCHUMAN_WORKER__PIPELINE_FACTORY"] = "bench.service_pipelines:person_shaped_synchuman"
     env["SYNCHUMAN_WORKER__PIPELINE"] = args.pipeline
@@ -350,28 +377,51 @@ def main() -> None:
     service = Service(state=args.state, env=env)
     service.start()
     signal.signal(signal.SIGTERM, lambda *_: (service.stop(), sys.exit(1)))
+    def save() -> None:  # after every phase, so a run cut short still reports what it measured
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+
     try:
         if args.phase in ("start", "all"):
             shutil.rmtree(cache, ignore_errors=True)
-            empty = service.start_worker("empty-cache")
+            empty = start_worker_or_fall_back(service, "empty-cache", cache)
             print(f"cold start, empty compile cache: {empty:.1f} s  {service.load_log('empty-cache')}", flush=True)
-            service.stop_worker()
+            results["cold_start_s"] = {"empty_cache": round(empty, 1)}
+            results["load_log"] = {"empty_cache": service.load_log("empty-cache")}
+            save()
+            service.stop_workers()
             kept = service.start_worker("cache-kept")
             print(f"cold start, compile cache kept: {kept:.1f} s  {service.load_log('cache-kept')}", flush=True)
-            results["cold_start_s"] = {"empty_cache": round(empty, 1), "cache_kept": round(kept, 1)}
-            results["load_log"] = {"empty_cache": service.load_log("empty-cache"), "cache_kept": service.load_log("cache-kept")}
-            service.stop_worker()
+            results["cold_start_s"]["cache_kept"] = round(kept, 1)
+            results["load_log"]["cache_kept"] = service.load_log("cache-kept")
+            save()
         if args.phase in ("jobs", "all"):
-            ready = service.start_worker("jobs")
-            print(f"worker ready in {ready:.1f} s  {service.load_log('jobs')}", flush=True)
-            results["jobs_worker_ready_s"] = round(ready, 1)
+            for index in range(len(service.workers), args.workers_per_gpu):  # the cache kept by --phase start
+                ready = service.start_worker(f"jobs{index}")
+                print(f"worker {index + 1} ready in {ready:.1f} s  {service.load_log(f'jobs{index}')}", flush=True)
+                results.setdefault("jobs_workers_ready_s", []).append(round(ready, 1))
+            results["workers_per_gpu"] = args.workers_per_gpu
             results.update(run_jobs(service, args, photo))
+            save()
             results["cancel_during_stage1"] = cancel_during_stage1(service, args, photo)
     finally:
         service.stop()
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
+        save()
     print_summary(results)
+
+
+def start_worker_or_fall_back(service: Service, name: str, cache: Path) -> float:
+    """Start a worker; if torch's precompile makes it fail, say so and start one without it."""
+    try:
+        return service.start_worker(name)
+    except RuntimeError:
+        if service.env.pop("TORCH_CACHING_PRECOMPILE", None) is None:
+            raise
+        log = (service.state / "logs" / f"worker-{name}.log").read_text(errors="replace")
+        print(f"worker failed with TORCH_CACHING_PRECOMPILE=1; retrying without it:\n{log[-3000:]}", flush=True)
+        shutil.rmtree(cache, ignore_errors=True)
+        service.workers.clear()
+        return service.start_worker(name + "-no-precompile")
 
 
 def print_summary(results: dict) -> None:
@@ -386,7 +436,7 @@ def print_summary(results: dict) -> None:
         cells = [r["wait_s"], r["preprocess"], r["stage1"], r["stage2"], r["export"], r["upload"], r["post_to_glb_s"]]
         text = " ".join(f"{c:6.2f}" if isinstance(c, (int, float)) else f"{'-':>6}" for c in cells)
         print(f"{i:>4} {r['status']:>9} {text} {str(r['progress_monotonic'])[0]:>4} {str(r['views_during_stage2'])[0]:>5}")
-    print(f"jobs/hour {results['jobs_per_hour']}, makespan {results['makespan_s']} s, GPU busy "
+    print(f"workers per GPU {results.get('workers_per_gpu', 1)}: jobs/hour {results['jobs_per_hour']}, makespan {results['makespan_s']} s, GPU busy "
           f"{results['gpu_busy_percent']} %, peak reserved (heartbeat) {results['peak_gpu_reserved_gib_heartbeat']} GiB, "
           f"NVML used {results['peak_gpu_used_gib_nvml']} GiB")
     print(f"cancel during stage 1: {json.dumps(results['cancel_during_stage1'])}")

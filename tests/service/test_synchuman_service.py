@@ -37,8 +37,10 @@ from worker.celery_app import EXIT_PIPELINES_FAILED
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # minutes on a loaded 2-core machine
 
-GOLDEN_OPTIONS = {"seed": 43, "stage1_steps": 3, "guidance_scale": 3.0, "stage2_steps": 2, "texture_size": 512}
-"""The 3-step golden's seed, steps and guidance; a short stage 2 and a small texture."""
+GOLDEN_OPTIONS = {
+    "seed": 43, "stage1_steps": 3, "guidance_scale": 3.0, "stage2_steps": 2, "texture_size": 512, "simplify": 0.95,
+}
+"""The 3-step golden's seed, steps and guidance; a short stage 2, a small texture on a simplified mesh."""
 STAGE1_FILES = {f"stage1/{kind}_{i}.png" for kind in ("color", "normal") for i in range(5)} | {
     "input.png", "stage1/input.png", "stage1/latent.npz", "stage1/voxel.ply",
 }
@@ -105,7 +107,7 @@ def get_job(stack: Stack, job_id: str) -> dict:
     return HTTP.get(f"{stack.api_url}/v1/jobs/{job_id}").json()
 
 
-def follow(stack: Stack, job_id: str, timeout: float = 600) -> tuple[dict, list[dict]]:
+def follow(stack: Stack, job_id: str, timeout: float = 1500) -> tuple[dict, list[dict]]:
     """Poll until the job ends; returns the final job and every state seen on the way."""
     seen: list[dict] = []
 
@@ -233,7 +235,7 @@ def test_killed_synchuman_worker_job_finishes_once_on_a_new_worker(redis_url, we
         stack.start_api()
         first = stack.start_worker("first")
         stack.wait_ready(timeout=300)
-        job_id = submit(stack, parity_photo, {**GOLDEN_OPTIONS, "stage1_steps": 20})
+        job_id = submit(stack, parity_photo, GOLDEN_OPTIONS)
         wait_until(lambda: get_job(stack, job_id)["stage"] == "stage1", 300, "stage 1 to start", interval=0.05)
         first.send_signal(signal.SIGKILL)
         first.wait()
