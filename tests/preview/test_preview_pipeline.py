@@ -169,7 +169,7 @@ def test_texture_shows_the_photo_on_the_front(sample_runs):
 
 def test_progress_is_reported_per_step(sample_runs):
     run = sample_runs[0]
-    assert run.stage1_steps == [("stage1", i, 4) for i in range(1, 5)]
+    assert run.stage1_steps == [("stage1", i, 5) for i in range(1, 6)]
     assert run.stage2_steps == [("stage2", i, 5) for i in range(1, 6)]
 
 
