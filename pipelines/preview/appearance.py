@@ -18,7 +18,10 @@ flank, where the surface turns away from the line of sight, one pixel of the
 photo would be stretched over the whole side and the outline's fringe of
 matting colours would streak it; the flank therefore looks the colour up a few
 pixels inside the outline (``flank_inset``, along the normal's image-plane
-direction), where front and back images both hold the garment's own colour.
+direction), where front and back images both hold the garment's own colour,
+and the more sideways it faces the more it takes a blurred mean of front and
+back (``flank_blur``): the seam between front and back is a soft band, and
+what the projection stretches there has no detail left to streak.
 The same function colours the rendered side and back views and the baked
 texture, so the model and its stage-1 views agree.
 """
@@ -42,6 +45,8 @@ class AppearanceConfig:
     """|n_y| below which front and back colours blend."""
     flank_inset: float = 6.0
     """Pixels (at 768) inside the outline from which a point facing sideways takes its colour."""
+    flank_blur: float = 4.0
+    """Gaussian sigma (px at 768) of the front and back mean that colours the flank."""
     head_search_depth: float = 0.3
     """The head is looked for in this top fraction of the person's height."""
     shoulder_ratio: float = 1.4
@@ -60,6 +65,8 @@ class Appearance:
     """(S, S, 3) float32 RGB in [0, 1]: the photo, extended past the silhouette."""
     back: np.ndarray
     """(S, S, 3) float32 RGB in [0, 1]: the completed back, same geometry (column = x)."""
+    flank: np.ndarray
+    """(S, S, 3) float32 RGB in [0, 1]: blurred mean of front and back, for the flank."""
     config: AppearanceConfig
 
     @property
@@ -78,9 +85,11 @@ class Appearance:
         rows = (0.5 - pts[:, 2]) * size - 0.5 + nrm[:, 2] * inset
         front = _bilinear(self.front, cols, rows)  # (N, 3)
         back = _bilinear(self.back, cols, rows)
+        flank = _bilinear(self.flank, cols, rows)
         t = np.clip(0.5 - nrm[:, 1:2] / (2.0 * self.config.flank_width), 0.0, 1.0)  # 1 = front
         t = t * t * (3.0 - 2.0 * t)  # smoothstep
-        out = t * front + (1.0 - t) * back
+        sideways = np.clip(1.0 - np.abs(nrm[:, 1:2]) / self.config.flank_width, 0.0, 1.0) ** 2  # (N, 1)
+        out = (1.0 - sideways) * (t * front + (1.0 - t) * back) + sideways * flank
         return np.clip(out, 0.0, 1.0).reshape(*shape, 3)
 
 
@@ -99,7 +108,9 @@ def build_appearance(
     back = back_image(front_u8, mask, skeleton, config.back)
     if skeleton is None:
         back = _fill_back_of_head(back, front_u8, mask, config)
-    return Appearance(front=front_u8.astype(np.float32) / 255.0, back=back, config=config)
+    front = front_u8.astype(np.float32) / 255.0
+    flank = cv2.GaussianBlur((front + back) / 2, (0, 0), config.flank_blur)
+    return Appearance(front=front, back=back, flank=flank, config=config)
 
 
 @dataclass(frozen=True)
