@@ -52,7 +52,9 @@ class BackConfig:
     """The back is built at this resolution and scaled up to the canvas."""
 
 
-def back_image(front_u8: np.ndarray, mask: np.ndarray, skeleton: Skeleton | None, config: BackConfig) -> np.ndarray:
+def back_image(
+    front_u8: np.ndarray, mask: np.ndarray, skeleton: Skeleton | None, config: BackConfig
+) -> np.ndarray:
     """(S, S, 3) float32 RGB in [0, 1]: the back of the person on the canvas's grid.
 
     ``front_u8`` is the (S, S, 3) uint8 photo with its colours pushed past the

@@ -144,7 +144,8 @@ def body_shape(
         front, back = -half, half
     else:
         front, back = _posed_surfaces(skeleton, mask, height, res)
-    front, back = _smooth_inside(front, mask, config.smoothing_sigma), _smooth_inside(back, mask, config.smoothing_sigma)
+    front = _smooth_inside(front, mask, config.smoothing_sigma)
+    back = _smooth_inside(back, mask, config.smoothing_sigma)
     front, back = _joined(front, back, mask, config)
     front, back = _extended(front, mask), _extended(back, mask)
     return BodyShape(
@@ -196,7 +197,8 @@ def _posed_surfaces(
     # Torso: signed distance to its quadrilateral, the tilted mid-plane, a flat slab whose
     # thickness fades out across the quadrilateral's edge (into arms, neck, loose clothes).
     corners = np.stack([(skeleton.torso[:, 0] + 0.5) * res - 0.5, (0.5 - skeleton.torso[:, 1]) * res - 0.5], -1)
-    inside = cv2.fillPoly(np.zeros((res, res), np.uint8), [np.round(corners * 16).astype(np.int32)], 1, shift=4) > 0
+    polygon = [np.round(corners * 16).astype(np.int32)]  # 4 bits of sub-pixel precision
+    inside = cv2.fillPoly(np.zeros((res, res), np.uint8), polygon, 1, shift=4) > 0
     torso_signed = ndimage.distance_transform_edt(~inside) - ndimage.distance_transform_edt(inside)
     torso_half = skeleton.torso_half_depth * res
     fade = np.clip(0.5 - torso_signed / torso_half, 0.0, 1.0)  # 1 inside, 0 half a depth beyond

@@ -9,9 +9,10 @@ measured from the torso's centre, so that y = 0 is the torso's mid-plane and
 a joint nearer the camera has a smaller (more negative) y, as the front of
 the official frame faces -y.
 
-Depth from a single photo is uncertain, so each joint's depth is taken
-relative to its parent joint, shrunk towards the parent by the landmark's
-visibility, and never more than the bone's own length allows.
+Depth from a single photo is uncertain (and monocular pose models exaggerate
+leans), so each joint's depth is taken relative to its parent joint, shrunk
+towards the parent by ``depth_gain`` and by the landmark's visibility, and
+never more than the bone's own length allows.
 
 The skeleton holds what ``inflation.py`` needs to give every part of the body
 its own depth and thickness: the torso as a quadrilateral with a depth plane,
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from pipelines.person import BodyPose
 from pipelines.person import pose as mp
 
 # Limbs as (name, parent joint, child joint, radius cap as a fraction of the torso width).
@@ -39,9 +41,15 @@ LIMBS: tuple[tuple[str, int, int, float], ...] = (
     ("left_shin", mp.LEFT_KNEE, mp.LEFT_ANKLE, 0.20),
     ("right_shin", mp.RIGHT_KNEE, mp.RIGHT_ANKLE, 0.20),
 )
-HANDS = ((mp.LEFT_WRIST, (mp.LEFT_PINKY, mp.LEFT_INDEX, mp.LEFT_THUMB)),
-         (mp.RIGHT_WRIST, (mp.RIGHT_PINKY, mp.RIGHT_INDEX, mp.RIGHT_THUMB)))
-FEET = ((mp.LEFT_ANKLE, (mp.LEFT_HEEL, mp.LEFT_FOOT_INDEX)), (mp.RIGHT_ANKLE, (mp.RIGHT_HEEL, mp.RIGHT_FOOT_INDEX)))
+# Hands and feet as (the limb's end joint, the landmarks of the hand or foot beyond it).
+HANDS = (
+    (mp.LEFT_WRIST, (mp.LEFT_PINKY, mp.LEFT_INDEX, mp.LEFT_THUMB)),
+    (mp.RIGHT_WRIST, (mp.RIGHT_PINKY, mp.RIGHT_INDEX, mp.RIGHT_THUMB)),
+)
+FEET = (
+    (mp.LEFT_ANKLE, (mp.LEFT_HEEL, mp.LEFT_FOOT_INDEX)),
+    (mp.RIGHT_ANKLE, (mp.RIGHT_HEEL, mp.RIGHT_FOOT_INDEX)),
+)
 FACE = (mp.NOSE, mp.LEFT_EYE, mp.RIGHT_EYE, mp.MOUTH_LEFT, mp.MOUTH_RIGHT)
 TORSO = (mp.LEFT_SHOULDER, mp.RIGHT_SHOULDER, mp.LEFT_HIP, mp.RIGHT_HIP)
 
@@ -110,8 +118,10 @@ class Skeleton:
         return ((1 - v) * y_top + v * y_bottom).astype(np.float32)
 
 
-def skeleton_from_pose(pose, mask: np.ndarray, config: SkeletonConfig = SkeletonConfig()) -> Skeleton | None:
-    """The skeleton of a :class:`pipelines.person.BodyPose` found on the (S, S) canvas.
+def skeleton_from_pose(
+    pose: BodyPose, mask: np.ndarray, config: SkeletonConfig = SkeletonConfig()
+) -> Skeleton | None:
+    """The skeleton of the pose found on the (S, S) canvas.
 
     ``mask`` is the (S, S) bool silhouette (it sizes the limbs).  Returns None when
     the torso's landmarks are not visible enough to anchor a skeleton.
@@ -161,8 +171,6 @@ _BONES = (
     (mp.RIGHT_SHOULDER, mp.RIGHT_HIP),
 ) + tuple((parent, child) for _, parent, child, _ in LIMBS)
 
-_PARENT = {child: parent for _, parent, child, _ in LIMBS}
-
 
 def _pixels_per_metre(px: np.ndarray, world: np.ndarray) -> float | None:
     """Canvas pixels per metre: median ratio of bone lengths in the canvas and in the world's
@@ -175,7 +183,9 @@ def _pixels_per_metre(px: np.ndarray, world: np.ndarray) -> float | None:
     return float(np.median(ratios)) if ratios else None
 
 
-def _trusted_depths(world: np.ndarray, vis: np.ndarray, units_per_metre: float, config: SkeletonConfig) -> np.ndarray:
+def _trusted_depths(
+    world: np.ndarray, vis: np.ndarray, units_per_metre: float, config: SkeletonConfig
+) -> np.ndarray:
     """(33,) depth y of every joint in world units, torso mid-plane at 0.
 
     Torso joints keep their depths; a limb joint's offset from its parent is
