@@ -32,8 +32,9 @@ from pipelines.geometry import TriangleMesh
 def edge_face_counts(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique undirected edges (E, 2) and how many faces border each (E,)."""
     edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)  # (3F, 2)
-    unique, counts = np.unique(edges, axis=0, return_counts=True)
-    return unique, counts
+    stride = int(edges.max()) + 1 if len(edges) else 1
+    keys, counts = np.unique(edges[:, 0] * stride + edges[:, 1], return_counts=True)  # one int per edge
+    return np.stack([keys // stride, keys % stride], axis=1), counts
 
 
 def is_closed_manifold(mesh: TriangleMesh) -> bool:
