@@ -14,8 +14,8 @@ around them (OpenCV's Telea inpainting):
    parts of the arms lying over the torso or the legs and nearer the camera
    than the torso are in front of the body, not on its back.
 3. **back of the head**: the head is filled with the colour of the hair, the
-   commonest colour among the head's pixels above the forehead, outside the
-   face (found from the face landmarks; without a skeleton ``appearance.py``
+   median colour of the head's pixels above the forehead, outside the face
+   (found from the face landmarks; without a skeleton ``appearance.py``
    finds the head from the silhouette), fading into the body at the neck: no
    face, no ghost of one.
 """
@@ -94,18 +94,19 @@ def back_image(
     #    removed colour comes back in from beyond the outline)
     holes = cv2.dilate(((details | front_only) & person).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     kept = person & ~holes
+    source = photo
     if kept.any():
         _, (near_r, near_c) = ndimage.distance_transform_edt(~kept, return_indices=True)
-        photo = np.where(person[..., None] & ~holes[..., None], photo, photo[near_r, near_c])
+        source = np.where(kept[..., None], photo, photo[near_r, near_c])
     holes_u8 = (holes & person).astype(np.uint8)
-    back = cv2.inpaint(photo, holes_u8, config.inpaint_radius, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
+    back = cv2.inpaint(source, holes_u8, config.inpaint_radius, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
 
     # 3. the back of the head
     if skeleton is not None:
-        head = _head_region(skeleton, photo.astype(np.float32) / 255.0, person, labels, voters)
+        head = _head_region(skeleton, photo.astype(np.float32) / 255.0, person, voters)
         if head is not None:
             weight, hair = head
-            back = (1.0 - weight[..., None]) * back + weight[..., None] * hair[None, None, :]
+            back = (1.0 - weight[..., None]) * back + weight[..., None] * hair
     back = back * config.darkening
     return cv2.resize(np.clip(back, 0.0, 1.0).astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
 
@@ -142,11 +143,12 @@ def _front_only(skeleton: Skeleton, size: int, pieces: int = 8) -> np.ndarray:
 
 
 def _head_region(
-    skeleton: Skeleton, rgb: np.ndarray, person: np.ndarray, labels: np.ndarray, voters: np.ndarray
+    skeleton: Skeleton, rgb: np.ndarray, person: np.ndarray, voters: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(W, W) weight of the back of the head and the (3,) RGB of the hair, or None.
+    """(W, W) weight of the back of the head and its (W, W, 3) RGB in the hair's colours, or None.
 
-    ``rgb`` is the (W, W, 3) float photo, ``labels`` its colour clusters."""
+    ``rgb`` is the (W, W, 3) float photo; the hair is the median colour of the head's
+    pixels above the forehead."""
     size = person.shape[0]
     joints = skeleton.joints
     head = next((c for c in skeleton.limbs if c.name == "head"), None)
@@ -165,13 +167,17 @@ def _head_region(
     hair_pixels = in_head & ~face & (rows < eyes[1] - 0.9 * span) & voters  # above the forehead
     if hair_pixels.sum() < 8:
         return None
-    # The hair's colour (or the hat's, or a bald head's): the median of the commonest colour
-    # cluster among the head's pixels above the forehead.
-    common = np.bincount(labels[hair_pixels]).argmax()
-    chosen = hair_pixels & (labels == common)
     # Down to the chin (a little below the mouth), fading out over half an eyes-to-mouth span.
     chin = mouth[1] + 0.9 * span
     fade = np.clip((chin - rows) / (0.5 * span), 0.0, 1.0)
     weight = ((in_head | face) & person).astype(np.float32)
     weight = cv2.GaussianBlur(weight, (0, 0), max(0.15 * span, 1.0)) * fade
-    return weight, np.median(rgb[chosen], axis=0)
+    # The hair's (or hat's, or bald head's) colour, with the strands' texture of the band of
+    # hair above the forehead mirrored back and forth down the back of the head.
+    colour = np.median(rgb[hair_pixels], axis=0)  # (3,)
+    detail = (rgb - cv2.GaussianBlur(rgb, (0, 0), 1.5)) * hair_pixels[..., None]  # (W, W, 3)
+    top = int(np.flatnonzero(hair_pixels.any(axis=1))[0])
+    band = max(int(eyes[1] - 0.9 * span) - top, 2)
+    phase = (np.arange(size) - top) % (2 * band)  # (W,)
+    source = np.clip(top + np.minimum(phase, 2 * band - 1 - phase), 0, size - 1)  # row each row shows
+    return weight, colour[None, None, :] + 0.5 * detail[source, :]
