@@ -14,11 +14,11 @@ y = f(x, z) to a back surface y = b(x, z):
 2. The medial axis gives, at each medial point, the largest disc that fits
    there; the union of those discs as balls has height ``H(x, z)`` above the
    y = 0 plane: the half-thickness of a body of round parts.
-3. Without a pose, the body is that union flattened by ``depth_scale``,
-   symmetric about y = 0: f = -H, b = H.  With a :class:`Skeleton`
+3. Without a pose, the body is that union flattened by ``depth_scale`` (s),
+   symmetric about y = 0: f = -s H, b = s H.  With a :class:`Skeleton`
    (``skeleton.py``) every part has its own depth and thickness: the torso is
-   a slab ``torso_half_depth`` thick about its tilted mid-plane, rounded at
-   its sides by ``H``; each limb, the neck and the head is a round capsule
+   a slab of half-depth ``torso_half_depth`` about its tilted mid-plane,
+   rounded at its sides by ``H`` and thinning out across its outline; each limb, the neck and the head is a round capsule
    whose centre runs in depth from joint to joint.  A line of sight through
    several parts (a forearm before the belly) spans all of them.  Lines of
    sight through no part (loose clothes, hair) follow their nearest part.
@@ -30,7 +30,7 @@ y = f(x, z) to a back surface y = b(x, z):
    closed, manifold triangle mesh; only its largest connected piece is kept.
    Its flat-ish regions are over-tessellated, so it is decimated by quadric
    edge collapse to ``max_faces`` (and kept closed and manifold by
-   ``topology.py``).
+   ``topology.py``), then Taubin-smoothed against the grid's terraces.
 5. The 64^3 occupancy of stage 1 is ``F > 0`` at the voxel centres.
 
 The photo supplies the front's appearance, ``appearance.py`` the back's.

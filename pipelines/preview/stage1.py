@@ -45,7 +45,7 @@ NUM_STEPS = 5
 
 
 class PreviewMultiviewPipeline:
-    """Photo of a person -> :class:`MultiviewOutput`, on the CPU in well under a second."""
+    """Photo of a person -> :class:`MultiviewOutput`, on the CPU in about a second."""
 
     def __init__(self, config: PreviewConfig | None = None, renderer: OrthoRenderer | None = None) -> None:
         self.config = config or PreviewConfig()

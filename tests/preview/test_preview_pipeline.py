@@ -76,7 +76,7 @@ def test_views_follow_the_official_orientation(sample_runs):
         front = _silhouette(run.views.normals[0])
         right, back, left = (_silhouette(run.views.normals[i]) for i in (1, 2, 3))
         # Back and left are stored mirrored, so the back's outline equals the front's
-        # (the body is symmetric front to back) and the left's equals the right's.
+        # (every line of sight crosses the body once) and the left's equals the right's.
         assert _iou(back, front) >= 0.97, run.name
         assert _iou(left, right) >= 0.97, run.name
         # The side views show the same height and a thinner body.
