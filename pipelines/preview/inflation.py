@@ -193,6 +193,7 @@ def _posed_surfaces(
     gx = np.broadcast_to(centres[None, :], (res, res))  # (R, R) world x of each cell
     gz = np.broadcast_to(-centres[:, None], (res, res))  # (R, R) world z
     signed, depth, half = [], [], []  # per part, (R, R) each, in cells
+    caps = []  # per limb, its largest half-thickness in cells
 
     # Torso: signed distance to its quadrilateral, the tilted mid-plane, a flat slab whose
     # thickness fades out across the quadrilateral's edge (into arms, neck, loose clothes).
@@ -218,15 +219,19 @@ def _posed_surfaces(
         depth.append(((1 - t) * capsule.start[1] + t * capsule.end[1]) * res)
         round_profile = np.sqrt(np.maximum(radius**2 - dist**2, (0.3 * radius) ** 2))
         half.append(np.minimum(height, round_profile))
+        caps.append(radius)
 
     signed_a, depth_a, half_a = np.stack(signed), np.stack(depth), np.stack(half)  # (P, R, R)
     covered = signed_a <= 0
     front = np.where(covered, depth_a - half_a, np.inf).min(axis=0)
     back = np.where(covered, depth_a + half_a, -np.inf).max(axis=0)
-    # Lines of sight through no part follow the nearest one.
-    nearest = signed_a.argmin(axis=0)[None]  # (1, R, R)
-    near_depth = np.take_along_axis(depth_a, nearest, 0)[0]
-    near_half = np.take_along_axis(half_a, nearest, 0)[0]
+    # Lines of sight through no part follow the nearest one in depth; near a limb (hair beyond
+    # the skull, a loose sleeve) round as the outline there up to the limb's radius, near the
+    # torso as thin as the torso's edge.
+    nearest = signed_a.argmin(axis=0)  # (R, R), 0 is the torso
+    near_depth = np.take_along_axis(depth_a, nearest[None], 0)[0]
+    limb_half = np.minimum(height, np.asarray([0.0, *caps], dtype=np.float32)[nearest])
+    near_half = np.where(nearest == 0, half_a[0], limb_half)
     none = ~covered.any(axis=0)
     front = np.where(none, near_depth - near_half, front)
     back = np.where(none, near_depth + near_half, back)
