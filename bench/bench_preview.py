@@ -4,7 +4,8 @@ Usage::
 
     python bench/bench_preview.py [PHOTO ...] [--repeat N] [--texture-size 1024]
 
-Without photos it uses ../shared/samples/*.png.  The first photo is run once
+Without photos it uses the sample photos of the shared folder beside the
+checkout (``$SYNCHUMAN_SHARED_DIR/samples``, else ``../shared/samples``).  The first photo is run once
 untimed to warm up (imports, OpenGL context); each photo is then run
 ``--repeat`` times and the median is printed.  Targets (a 2-core machine):
 at most 3 s per 768 px photo for both stages, 1.5 GB peak RSS, a GLB of at
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--texture-size", type=int, default=1024)
     args = parser.parse_args(argv)
-    photos = args.photos or sorted((REPO_ROOT.parent / "shared" / "samples").glob("*.png"))
+    shared = Path(os.environ.get("SYNCHUMAN_SHARED_DIR") or REPO_ROOT.parent / "shared")
+    photos = args.photos or sorted((shared / "samples").glob("*.png"))
     if not photos:
         parser.error("no photos given and ../shared/samples is not available")
 

@@ -6,19 +6,21 @@ two-stage interface and writes the same artifacts as the SyncHuman pipelines:
 
 * **stage 1** (``stage1.py``) segments the person if the photo is opaque
   (``pipelines/segmentation.py``), preprocesses it exactly as the official
-  model does, inflates the silhouette into a closed body (``inflation.py``:
-  union of the balls of the silhouette's medial axis, flattened front to back,
-  meshed by marching cubes), reads the 64^3 occupancy off that body, and
-  renders the five official orthographic views and their world-space normal
-  maps (``renderer.py``, OpenGL on the CPU).  The front colour view is the
-  photo; sides and back are coloured by ``appearance.py`` (photo on the
-  front, a detail-free completion with the hair colour on the back).
+  model does, finds the person's pose (``pipelines/person``, MediaPipe Pose)
+  and turns it into a skeleton in the official frame (``skeleton.py``),
+  inflates the silhouette into one closed body whose torso and limbs have
+  their own depth and thickness (``inflation.py``, meshed by marching cubes),
+  reads the 64^3 occupancy off that body, and renders the five official
+  orthographic views and their world-space normal maps (``renderer.py``,
+  OpenGL on the CPU).  The front colour view is the photo; sides and back are
+  coloured by ``appearance.py`` (photo on the front; on the back the photo
+  without prints, hands, arms across the body or face, ``back.py``).
 * **stage 2** (``stage2.py``) simplifies that body, unwraps it with xatlas,
   bakes a texture by projecting the same colours, and exports GLB and PLY
   with ``pipelines/export``.
 
-The body is plausible, not faithful: its depth is guessed from the outline,
-it is symmetric front to back, and the back's appearance is invented.
+The body is plausible, not faithful: its depth is guessed from the outline
+and a single photo's pose, and the back's appearance is invented.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from pipelines.preview.stage2 import PreviewMeshPipeline
 
 DESCRIPTION = (
     "Preview method (not SyncHuman): a CPU reconstruction that inflates the person's silhouette "
-    "into a closed body and textures it by projecting the photo; depth and back are guessed."
+    "into a closed body posed by a 2D pose estimate and textures it by projecting the photo; "
+    "depth and back are guessed."
 )
 
 __all__ = ["DESCRIPTION", "PreviewConfig", "PreviewMeshPipeline", "PreviewMultiviewPipeline", "load_preview"]

@@ -1,4 +1,4 @@
-"""Colours of the inflated body: the photo on the front, a completion on the back.
+"""Colours of the inflated body: the photo on the front, an invented back.
 
 Because the body surface is a graph over the front view (``inflation.py``),
 every surface point (x, y, z) lies on the line of sight of canvas pixel
@@ -7,16 +7,23 @@ Colour is looked up there, in one of two images of the same geometry:
 
 * the **front** image is the photo itself, its colours pushed outward past the
   silhouette so that points on the rim never pick up the background;
-* the **back** image is a guess of what the person looks like from behind:
-  the same clothes with their details removed (a large median filter keeps
-  the garment colours and drops prints, buttons and the face), and the head
-  filled with the colour of the top of the head (hair, or a hat), fading into
-  the body at the neck.
+* the **back** image (``back.py``) is a guess of what the person looks like
+  from behind: the garments' dominant colours and texture without prints,
+  hands or arms across the body, and the back of the head in the hair's
+  colour.  Without a skeleton the head is found from the silhouette alone.
 
 A point's colour blends the two by its normal: facing the camera (n_y < 0) it
-shows the front, facing away the back, half and half on the flank.  The same
-function colours the rendered side and back views and the baked texture, so
-the model and its stage-1 views agree.
+shows the front, facing away the back, half and half on the flank.  On the
+flank, where the surface turns away from the line of sight, one pixel of the
+photo would be stretched over the whole side and the outline's fringe of
+matting colours would streak it; the flank therefore looks the colour up a few
+pixels inside the outline (``flank_inset``, along the normal's image-plane
+direction), where front and back images both hold the garment's own colour,
+and the more sideways it faces the more it takes a blurred mean of front and
+back (``flank_blur``): the seam between front and back is a soft band, and
+what the projection stretches there has no detail left to streak.
+The same function colours the rendered side and back views and the baked
+texture, so the model and its stage-1 views agree.
 """
 
 from __future__ import annotations
@@ -27,15 +34,19 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from pipelines.preview.back import BackConfig, back_image
+from pipelines.preview.skeleton import Skeleton
+
 
 @dataclass(frozen=True)
 class AppearanceConfig:
-    back_median_size: int = 31
-    """Median filter width (px at 768) that strips details off the back."""
-    back_darkening: float = 0.93
-    """Back colours are a little darker: a back is usually in the shade of the photo's light."""
+    back: BackConfig = BackConfig()
     flank_width: float = 0.35
     """|n_y| below which front and back colours blend."""
+    flank_inset: float = 6.0
+    """Pixels (at 768) inside the outline from which a point facing sideways takes its colour."""
+    flank_blur: float = 4.0
+    """Gaussian sigma (px at 768) of the front and back mean that colours the flank."""
     head_search_depth: float = 0.3
     """The head is looked for in this top fraction of the person's height."""
     shoulder_ratio: float = 1.4
@@ -54,6 +65,8 @@ class Appearance:
     """(S, S, 3) float32 RGB in [0, 1]: the photo, extended past the silhouette."""
     back: np.ndarray
     """(S, S, 3) float32 RGB in [0, 1]: the completed back, same geometry (column = x)."""
+    flank: np.ndarray
+    """(S, S, 3) float32 RGB in [0, 1]: blurred mean of front and back, for the flank."""
     config: AppearanceConfig
 
     @property
@@ -66,18 +79,25 @@ class Appearance:
         pts = points.reshape(-1, 3).astype(np.float32)
         nrm = normals.reshape(-1, 3).astype(np.float32)
         size = self.size
-        cols = (pts[:, 0] + 0.5) * size - 0.5
-        rows = (0.5 - pts[:, 2]) * size - 0.5
+        # Sideways-facing points look a little inside the outline (against fringe streaks).
+        inset = self.config.flank_inset * (1.0 - np.abs(nrm[:, 1]))  # (N,) px
+        cols = (pts[:, 0] + 0.5) * size - 0.5 - nrm[:, 0] * inset
+        rows = (0.5 - pts[:, 2]) * size - 0.5 + nrm[:, 2] * inset
         front = _bilinear(self.front, cols, rows)  # (N, 3)
         back = _bilinear(self.back, cols, rows)
+        flank = _bilinear(self.flank, cols, rows)
         t = np.clip(0.5 - nrm[:, 1:2] / (2.0 * self.config.flank_width), 0.0, 1.0)  # 1 = front
         t = t * t * (3.0 - 2.0 * t)  # smoothstep
-        out = t * front + (1.0 - t) * back
+        sideways = np.clip(1.0 - np.abs(nrm[:, 1:2]) / self.config.flank_width, 0.0, 1.0) ** 2  # (N, 1)
+        out = (1.0 - sideways) * (t * front + (1.0 - t) * back) + sideways * flank
         return np.clip(out, 0.0, 1.0).reshape(*shape, 3)
 
 
-def build_appearance(canvas_rgba: np.ndarray, config: AppearanceConfig = AppearanceConfig()) -> Appearance:
-    """Front and back images from the (S, S, 4) uint8 stage-1 input canvas."""
+def build_appearance(
+    canvas_rgba: np.ndarray, config: AppearanceConfig = AppearanceConfig(), skeleton: Skeleton | None = None
+) -> Appearance:
+    """Front and back images from the (S, S, 4) uint8 stage-1 input canvas (and the skeleton
+    found on it, if any)."""
     rgb = canvas_rgba[..., :3]
     mask = canvas_rgba[..., 3] >= 128
     if not mask.any():
@@ -85,10 +105,12 @@ def build_appearance(canvas_rgba: np.ndarray, config: AppearanceConfig = Appeara
     # Push the person's colours outward: every pixel takes its nearest person pixel's colour.
     _, (near_r, near_c) = ndimage.distance_transform_edt(~mask, return_indices=True)
     front_u8 = np.ascontiguousarray(rgb[near_r, near_c])  # (S, S, 3)
-    back_u8 = cv2.medianBlur(front_u8, config.back_median_size | 1)
-    back = back_u8.astype(np.float32) / 255.0 * config.back_darkening
-    back = _fill_back_of_head(back, front_u8, mask, config)
-    return Appearance(front=front_u8.astype(np.float32) / 255.0, back=back, config=config)
+    back = back_image(front_u8, mask, skeleton, config.back)
+    if skeleton is None:
+        back = _fill_back_of_head(back, front_u8, mask, config)
+    front = front_u8.astype(np.float32) / 255.0
+    flank = cv2.GaussianBlur((front + back) / 2, (0, 0), config.flank_blur)
+    return Appearance(front=front, back=back, flank=flank, config=config)
 
 
 @dataclass(frozen=True)
@@ -178,7 +200,7 @@ def _fill_back_of_head(
     sample = front_u8[head.top : sample_end, head.left : head.right][region]  # (K, 3)
     if len(sample) == 0:
         return back
-    hair = np.median(sample.astype(np.float32), axis=0) / 255.0 * config.back_darkening  # (3,)
+    hair = np.median(sample.astype(np.float32), axis=0) / 255.0 * config.back.darkening  # (3,)
     # Weight 1 inside the head box, fading out over a sixth of the head around its edges.
     fade = max(head_rows / 6.0, 2.0)
     rows = np.arange(size, dtype=np.float32)

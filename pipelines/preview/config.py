@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 
 from pipelines.preview.appearance import AppearanceConfig
 from pipelines.preview.inflation import InflationConfig
+from pipelines.preview.skeleton import SkeletonConfig
 
-PREVIEW_VERSION = "0.1.0"
+PREVIEW_VERSION = "0.2.0"
 
 
 @dataclass(frozen=True)
 class PreviewConfig:
+    skeleton: SkeletonConfig = field(default_factory=SkeletonConfig)
     inflation: InflationConfig = field(default_factory=InflationConfig)
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
     supersampling: int = 1

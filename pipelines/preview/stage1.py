@@ -1,21 +1,24 @@
 """Stage 1 of the preview method: five views, normal maps and occupancy of an inflated body.
 
-Numbered steps, each reported through ``callback("stage1", step, 4)``:
+Numbered steps, each reported through ``callback("stage1", step, 5)``:
 
 1. **segment**: :func:`pipelines.segmentation.ensure_person_rgba` (an RGBA
    cut-out is kept, an opaque photo is segmented);
 2. **preprocess**: :func:`pipelines.preprocess.multiview_inputs`, exactly the
    official crop / scale / centre and face box;
-3. **inflate**: the silhouette becomes a closed body (``inflation.py``) and
-   the 64^3 occupancy is read off it;
-4. **render**: the body is rendered in the five official orthographic views;
+3. **pose**: :func:`pipelines.person.estimate_pose` on the canvas gives the
+   skeleton (``skeleton.py``); without MediaPipe, or without a visible torso,
+   the body is inflated from the silhouette alone;
+4. **inflate**: the silhouette and skeleton become a closed body
+   (``inflation.py``) and the 64^3 occupancy is read off it;
+5. **render**: the body is rendered in the five official orthographic views;
    colours come from ``appearance.py`` (the front colour view is the input on
    white, as the official stage 1 overrides it), normal maps are the world
    normals encoded as n * 0.5 + 0.5 on white.
 
-Nothing is random: ``generator``, ``num_inference_steps`` and
-``guidance_scale`` are accepted for interface compatibility and ignored, so the
-result is the same for every seed.
+Nothing is random (the colour clustering of ``back.py`` is seeded):
+``generator``, ``num_inference_steps`` and ``guidance_scale`` are accepted for
+interface compatibility and ignored, so the result is the same for every seed.
 """
 
 from __future__ import annotations
@@ -28,19 +31,21 @@ import numpy as np
 from PIL import Image
 
 from pipelines.base import VIEW_SIZE, MultiviewOutput, PipelineInputError, ProgressCallback
+from pipelines.person import estimate_pose
 from pipelines.preprocess import multiview_inputs, on_white
 from pipelines.preview.appearance import Appearance, build_appearance
 from pipelines.preview.config import PreviewConfig
 from pipelines.preview.inflation import BodyShape, body_mesh, body_shape, occupancy_coords
 from pipelines.preview.renderer import STAGE1_VIEWS, GeometryBuffers, OrthoRenderer
+from pipelines.preview.skeleton import Skeleton, skeleton_from_pose
 from pipelines.segmentation import ensure_person_rgba
 
 STAGE = "stage1"
-NUM_STEPS = 4
+NUM_STEPS = 5
 
 
 class PreviewMultiviewPipeline:
-    """Photo of a person -> :class:`MultiviewOutput`, on the CPU in well under a second."""
+    """Photo of a person -> :class:`MultiviewOutput`, on the CPU in about a second."""
 
     def __init__(self, config: PreviewConfig | None = None, renderer: OrthoRenderer | None = None) -> None:
         self.config = config or PreviewConfig()
@@ -81,21 +86,25 @@ class PreviewMultiviewPipeline:
         canvas = np.asarray(inputs.body)  # (768, 768, 4) uint8
         clock.step("preprocess", 2)
 
-        # 3. inflate the silhouette into a closed body; occupancy
-        shape = body_shape(canvas[..., 3], self.config.inflation)
-        mesh, normals = body_mesh(shape, self.config.inflation.max_faces)
-        coords = occupancy_coords(shape)
-        appearance = build_appearance(canvas, self.config.appearance)
-        clock.step("inflate", 3)
+        # 3. the person's pose on the canvas
+        skeleton = canvas_skeleton(canvas, self.config)
+        clock.step("pose", 3)
 
-        # 4. render the five views
+        # 4. inflate the silhouette into a closed body; occupancy
+        shape = body_shape(canvas[..., 3], self.config.inflation, skeleton)
+        mesh, normals = body_mesh(shape, self.config.inflation)
+        coords = occupancy_coords(shape)
+        appearance = build_appearance(canvas, self.config.appearance, skeleton)
+        clock.step("inflate", 4)
+
+        # 5. render the five views
         scale = self.config.supersampling
         buffers = self.renderer.render(mesh.vertices, normals, mesh.faces, STAGE1_VIEWS, VIEW_SIZE * scale)
         colors = [_to_image(on_white(inputs.body))]
         colors += [_shade(b, appearance, scale) for b in buffers[1:4]]
         colors.append(_to_image(on_white(inputs.face)))
         normal_maps = [_normal_map(b, scale) for b in buffers]
-        clock.step("render", 4)
+        clock.step("render", 5)
 
         return MultiviewOutput(
             source=rgba,
@@ -106,6 +115,7 @@ class PreviewMultiviewPipeline:
             timings=timings,
             extras={
                 "method": "preview",
+                "skeleton": skeleton,
                 "shape": shape,
                 "appearance": appearance,
                 "mesh": mesh,
@@ -120,9 +130,23 @@ def body_from_views(views: MultiviewOutput, config: PreviewConfig) -> tuple[Body
     appearance = views.extras.get("appearance")
     if shape is None or appearance is None:
         canvas = np.asarray(views.input_image.convert("RGBA"))
-        shape = body_shape(canvas[..., 3], config.inflation)
-        appearance = build_appearance(canvas, config.appearance)
+        skeleton = canvas_skeleton(canvas, config)
+        shape = body_shape(canvas[..., 3], config.inflation, skeleton)
+        appearance = build_appearance(canvas, config.appearance, skeleton)
     return shape, appearance
+
+
+def canvas_skeleton(canvas: np.ndarray, config: PreviewConfig) -> Skeleton | None:
+    """The skeleton of the person on the (S, S, 4) uint8 canvas; None without MediaPipe, without
+    a person found, or without a visible torso."""
+    rgb = np.round(on_white(Image.fromarray(canvas)) * 255.0).astype(np.uint8)
+    try:
+        pose = estimate_pose(rgb)
+    except ImportError:
+        return None
+    if pose is None:
+        return None
+    return skeleton_from_pose(pose, canvas[..., 3] > 0, config.skeleton)
 
 
 def _shade(buffers: GeometryBuffers, appearance: Appearance, scale: int) -> Image.Image:

@@ -93,7 +93,7 @@ class PreviewMeshPipeline:
         shape, appearance = body_from_views(views, self.config)
         mesh = views.extras.get("mesh")
         if mesh is None:
-            mesh, _ = body_mesh(shape, self.config.inflation.max_faces)
+            mesh, _ = body_mesh(shape, self.config.inflation)
         step("body", 1)
 
         # 2. simplify

@@ -15,11 +15,16 @@ undoes this in three moves:
    and each fan after the first gets its own copy of the vertex.  Positions
    are unchanged (the sheets still touch), but every edge then borders exactly
    two faces.
+
+:func:`largest_component` keeps the one piece a body must be (specks and
+slivers beside it are dropped).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from pipelines.geometry import TriangleMesh
 
@@ -27,8 +32,9 @@ from pipelines.geometry import TriangleMesh
 def edge_face_counts(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique undirected edges (E, 2) and how many faces border each (E,)."""
     edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)  # (3F, 2)
-    unique, counts = np.unique(edges, axis=0, return_counts=True)
-    return unique, counts
+    stride = int(edges.max()) + 1 if len(edges) else 1
+    keys, counts = np.unique(edges[:, 0] * stride + edges[:, 1], return_counts=True)  # one int per edge
+    return np.stack([keys // stride, keys % stride], axis=1), counts
 
 
 def is_closed_manifold(mesh: TriangleMesh) -> bool:
@@ -45,14 +51,7 @@ def repair_closed_manifold(mesh: TriangleMesh) -> TriangleMesh:
     if not (counts == 2).all():
         faces = _without_folds(faces)
     mesh = split_pinched_edges(TriangleMesh(mesh.vertices, faces, mesh.vertex_colors))
-    used = np.unique(mesh.faces)  # (U,) sorted vertex ids still referenced
-    remap = np.full(len(mesh.vertices), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    return TriangleMesh(
-        vertices=np.asarray(mesh.vertices)[used],
-        faces=remap[mesh.faces],
-        vertex_colors=None if mesh.vertex_colors is None else np.asarray(mesh.vertex_colors)[used],
-    )
+    return _with_faces(mesh, mesh.faces)
 
 
 def collapse_degenerate_faces(vertices: np.ndarray, faces: np.ndarray, rel_area: float = 1e-4) -> np.ndarray:
@@ -146,3 +145,28 @@ def _fans_around(vertex: int, incident: np.ndarray, faces: np.ndarray, manifold:
     for face in incident.tolist():
         fans.setdefault(root(face), []).append(face)
     return sorted(fans.values(), key=lambda fan: min(fan))
+
+
+def largest_component(mesh: TriangleMesh) -> TriangleMesh:
+    """The connected piece of ``mesh`` with the most faces (pieces share no vertex)."""
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    count = len(mesh.vertices)
+    edges = faces[:, [0, 1, 1, 2]].reshape(-1, 2)  # (2F, 2): two edges per face link all three
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(count, count))
+    pieces, labels = connected_components(graph, directed=False)
+    if pieces <= 1:
+        return mesh
+    face_label = labels[faces[:, 0]]  # (F,)
+    return _with_faces(mesh, faces[face_label == np.argmax(np.bincount(face_label, minlength=pieces))])
+
+
+def _with_faces(mesh: TriangleMesh, faces: np.ndarray) -> TriangleMesh:
+    """``mesh`` reduced to ``faces`` (indices into its vertices) and the vertices they use."""
+    used = np.unique(faces)  # (U,) sorted vertex ids still referenced
+    remap = np.full(len(mesh.vertices), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return TriangleMesh(
+        vertices=np.asarray(mesh.vertices)[used],
+        faces=remap[faces],
+        vertex_colors=None if mesh.vertex_colors is None else np.asarray(mesh.vertex_colors)[used],
+    )

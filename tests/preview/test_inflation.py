@@ -27,7 +27,7 @@ def test_disc_inflates_to_a_flattened_ball():
     config = InflationConfig()
     radius = 0.3  # world units: 230.4 px
     shape = body_shape(_disc(radius * SIZE), config)
-    mesh, normals = body_mesh(shape, config.max_faces)
+    mesh, normals = body_mesh(shape, config)
     tm = _trimesh(mesh)
     assert tm.is_watertight and tm.is_winding_consistent
     assert tm.volume > 0  # counter-clockwise seen from outside
@@ -43,13 +43,31 @@ def test_disc_inflates_to_a_flattened_ball():
     assert (np.einsum("ij,ij->i", normals, mesh.vertices) > 0).mean() > 0.99
 
 
-def test_two_parts_give_two_closed_shells():
+def test_two_parts_give_one_closed_shell_the_larger():
     alpha = np.maximum(_disc(90, (200, 250)), _disc(60, (560, 500)))
-    shape = body_shape(alpha)
-    mesh, _ = body_mesh(shape)
+    mesh, _ = body_mesh(body_shape(alpha))
     tm = _trimesh(mesh)
     assert tm.is_watertight
-    assert len(tm.split(only_watertight=True)) == 2
+    assert len(tm.split(only_watertight=False)) == 1
+    # The piece kept is the larger disc (centred at column 250, row 200: x = -0.17, z = 0.24).
+    centre = mesh.vertices.mean(axis=0)
+    assert centre[0] == pytest.approx(250 / SIZE - 0.5, abs=0.01)
+    assert centre[2] == pytest.approx(0.5 - 200 / SIZE, abs=0.01)
+
+
+def test_specks_are_dropped_and_thin_parts_kept():
+    # A disc with a 2 px wide strap ending in a small blob, and loose specks around it.
+    alpha = _disc(150)
+    alpha[383:385, 534:700] = 255  # strap, thinner than a grid cell (4 px)
+    alpha = np.maximum(alpha, _disc(20, (384, 710)))
+    for row, col in ((100, 100), (700, 650), (50, 600)):
+        alpha[row : row + 3, col : col + 3] = 255  # specks of 9 px
+    mesh, _ = body_mesh(body_shape(alpha))
+    tm = _trimesh(mesh)
+    assert tm.is_watertight and len(tm.split(only_watertight=False)) == 1
+    # The blob at the strap's end is part of the one piece; the specks are not.
+    assert mesh.vertices[:, 0].max() >= 730 / SIZE - 0.5 - 0.005
+    assert mesh.vertices[:, 2].max() <= 0.5 - 234 / SIZE + 0.005  # the disc's top, not a speck's
 
 
 def test_occupancy_lies_inside_the_silhouette_extrusion():

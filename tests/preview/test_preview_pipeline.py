@@ -76,7 +76,7 @@ def test_views_follow_the_official_orientation(sample_runs):
         front = _silhouette(run.views.normals[0])
         right, back, left = (_silhouette(run.views.normals[i]) for i in (1, 2, 3))
         # Back and left are stored mirrored, so the back's outline equals the front's
-        # (the body is symmetric front to back) and the left's equals the right's.
+        # (every line of sight crosses the body once) and the left's equals the right's.
         assert _iou(back, front) >= 0.97, run.name
         assert _iou(left, right) >= 0.97, run.name
         # The side views show the same height and a thinner body.
@@ -169,7 +169,7 @@ def test_texture_shows_the_photo_on_the_front(sample_runs):
 
 def test_progress_is_reported_per_step(sample_runs):
     run = sample_runs[0]
-    assert run.stage1_steps == [("stage1", i, 4) for i in range(1, 5)]
+    assert run.stage1_steps == [("stage1", i, 5) for i in range(1, 6)]
     assert run.stage2_steps == [("stage2", i, 5) for i in range(1, 6)]
 
 
