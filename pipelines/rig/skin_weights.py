@@ -141,7 +141,7 @@ def heat_weights(
     system = (laplacian + sp.diags(heat)).tocsc()
     rhs = np.zeros((len(welded), len(deforming)))
     rhs[np.arange(len(welded)), column[nearest]] = heat
-    solved = splu(system, permc_spec="MMD_AT_PLUS_A").solve(rhs)  # (U, B)
+    solved = splu(system, permc_spec="COLAMD").solve(rhs)  # (U, B); COLAMD orders 10x faster than MMD here
     solved = np.clip(solved, 0.0, None)[source]  # (V, B) back on the seam-split vertices
 
     top = np.argsort(-solved, axis=1)[:, :MAX_INFLUENCES]  # (V, 4)
