@@ -38,11 +38,14 @@ from pipelines.rig.volume import VoxelGrid
 MAX_INFLUENCES = 4
 VISIBILITY_SAMPLES = 8
 """Points tested along the line from a vertex to a bone."""
-HEAT_STRENGTH = 40.0
-"""The constant c of H = c / d^2: larger keeps weights closer to their bone (Baran and Popovic use 1;
-at 1 a bulky body spreads an arm's weight over the far side of the torso)."""
+HEAT_STRENGTH = 20.0
+"""The constant c of H = c / d^2: larger keeps weights closer to their bone.  Baran and Popovic
+use 1, which on a bulky body spreads an arm's weight far over the torso; at 20 two bones of a
+limb blend over about half the limb's radius on each side of their joint."""
 CANDIDATES = 6
 """Nearest bones tested for visibility from each vertex."""
+TIE_TOLERANCE = 1e-3
+"""Bones within this relative distance of the nearest one share the vertex's heat."""
 MIN_DISTANCE = 1e-4
 """Floor of a vertex's distance to its bone (world units), against a division by zero."""
 MIN_WEIGHT = 1e-3
@@ -98,28 +101,35 @@ def segment_distances(points: np.ndarray, segments: np.ndarray) -> tuple[np.ndar
     return np.linalg.norm(points[:, None, :] - closest, axis=2), closest
 
 
-def nearest_visible_bone(
+def nearest_visible_bones(
     points: np.ndarray, segments: np.ndarray, grid: VoxelGrid, chunk: int = 8192
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(P,) index of the nearest segment whose closest point each point sees through the body, (P,) its distance.
+    """(P, S) share of each segment in each point's heat source, (P,) the distance to it.
 
-    Only the ``CANDIDATES`` nearest segments are tested; a point that sees none
-    of them takes the nearest one.
+    A point's source is the nearest segment whose closest point it sees
+    through the body, shared equally with any other visible segment as near
+    (a vertex half-way between two bones of a straight limb).  Only the
+    ``CANDIDATES`` nearest segments are tested; a point that sees none of them
+    takes the nearest one.
     """
-    out = np.empty(len(points), dtype=np.int64)
+    share = np.zeros((len(points), len(segments)))
     out_distance = np.empty(len(points), dtype=np.float64)
     t = np.linspace(0.2, 1.0, VISIBILITY_SAMPLES)[:, None, None, None]  # (T, 1, 1, 1)
     for start in range(0, len(points), chunk):
         block = points[start : start + chunk]
+        rows = np.arange(len(block))
         distance, closest = segment_distances(block, segments)  # (P, S), (P, S, 3)
         order = np.argsort(distance, axis=1)[:, :CANDIDATES]  # (P, K) nearest first
+        near = np.take_along_axis(distance, order, axis=1)  # (P, K)
         ends = np.take_along_axis(closest, order[..., None], axis=1)  # (P, K, 3)
         along = block[None, :, None, :] + t * (ends[None] - block[None, :, None, :])  # (T, P, K, 3)
         visible = grid.lookup(along).all(axis=0)  # (P, K)
-        first = np.where(visible.any(axis=1), visible.argmax(axis=1), 0)
-        out[start : start + chunk] = order[np.arange(len(block)), first]
-        out_distance[start : start + chunk] = distance[np.arange(len(block)), out[start : start + chunk]]
-    return out, out_distance
+        visible[~visible.any(axis=1), 0] = True  # none visible: the nearest
+        first = visible.argmax(axis=1)
+        source = visible & (near <= near[rows, first][:, None] * (1 + TIE_TOLERANCE))  # (P, K)
+        np.put_along_axis(share[start : start + chunk], order, source / source.sum(axis=1, keepdims=True), axis=1)
+        out_distance[start : start + chunk] = near[rows, first]
+    return share, out_distance
 
 
 def heat_weights(
@@ -134,16 +144,21 @@ def heat_weights(
     deforming = np.unique(owners)  # (B,) joints that own a bone
     column = np.searchsorted(deforming, owners)  # (S,) bone -> column of the system
 
-    nearest, d = nearest_visible_bone(welded, segments, grid)  # (U,), (U,)
+    share, d = nearest_visible_bones(welded, segments, grid)  # (U, S), (U,)
     d = np.maximum(d, MIN_DISTANCE)
+
     laplacian, areas = cotangent_laplacian(welded, welded_faces)
     heat = HEAT_STRENGTH * areas / d**2  # (U,) diagonal of M H
     system = (laplacian + sp.diags(heat)).tocsc()
-    rhs = np.zeros((len(welded), len(deforming)))
-    rhs[np.arange(len(welded)), column[nearest]] = heat
+    bone_to_column = np.zeros((len(segments), len(deforming)))
+    bone_to_column[np.arange(len(segments)), column] = 1.0
+    rhs = heat[:, None] * (share @ bone_to_column)  # (U, B): M H p
     solved = splu(system, permc_spec="COLAMD").solve(rhs)  # (U, B); COLAMD orders 10x faster than MMD here
     solved = np.clip(solved, 0.0, None)[source]  # (V, B) back on the seam-split vertices
 
+    if solved.shape[1] < MAX_INFLUENCES:  # fewer bones than slots: pad with zero-weight columns
+        solved = np.pad(solved, ((0, 0), (0, MAX_INFLUENCES - solved.shape[1])))
+        deforming = np.pad(deforming, (0, MAX_INFLUENCES - len(deforming)))
     top = np.argsort(-solved, axis=1)[:, :MAX_INFLUENCES]  # (V, 4)
     weights = np.take_along_axis(solved, top, axis=1)
     weights[weights < MIN_WEIGHT] = 0.0
