@@ -17,10 +17,10 @@ Placement (official frame, z up, the front camera looking along +y):
 2. **depth**: the ray along y through the joint crosses the mesh in one or
    more inside intervals (a hand in front of the belly: two).  MediaPipe's
    relative depth, anchored at the hips' own depth, picks the interval, and the
-   joint goes to the centre of that cross-section.  Where the limb points at
-   the camera (the interval is much longer than the limb is wide, as for a foot
-   or a knee of someone sitting) the joint keeps MediaPipe's depth, clamped a
-   half-width inside the interval;
+   joint goes to the centre of that cross-section.  Where the interval is much
+   longer than the limb is wide (a foot or the knee of someone sitting points
+   at the camera; a hand rests on the belly and the ray crosses both) the
+   joint keeps MediaPipe's depth, clamped a limb's radius inside the interval;
 3. **inside**: a joint still outside the mesh (a landmark off the silhouette,
    the top of the head guessed too high) slides toward its parent until it is
    inside with a margin, and a hand's tip toward the wrist; the hips, which
@@ -122,7 +122,12 @@ HAND_TIPS = {
 INSIDE_MARGIN = 0.006
 """How far (world units, about 1 cm on a person) a joint moved back inside the mesh goes past the surface."""
 LONG_SECTION = 2.5
-"""An interval longer than this many limb half-widths means the limb runs along the ray."""
+"""An interval longer than this many limb widths holds more than the limb (see ``_depth_in_section``)."""
+LIMB_RADII = {
+    "Arm": 0.03, "ForeArm": 0.025, "Hand": 0.02,
+    "UpLeg": 0.05, "Leg": 0.04, "Foot": 0.025, "ToeBase": 0.015, "Toe_End": 0.015,
+}  # fmt: skip
+"""Largest radius of a limb at each joint (name without its side), as a fraction of the body's height."""
 
 
 @dataclass(frozen=True)
@@ -184,12 +189,17 @@ def place_skeleton(pose: mp.BodyPose, solid: SolidMesh, image_size: int) -> Skel
 
     # 2. depth: the hips' cross-section anchors MediaPipe's relative depths.
     sections = solid.intervals(guesses[:, [0, 2]])
-    half_widths = solid.half_width(guesses[:, [0, 2]])
+    radii = solid.half_width(guesses[:, [0, 2]])  # (J,) seen from the front; a fused limb's is the body's
+    height = float(solid.upper[2] - solid.lower[2])
+    for joint, name in enumerate(names):
+        limb = LIMB_RADII.get(name.removeprefix("Left").removeprefix("Right"))
+        if limb is not None:
+            radii[joint] = min(radii[joint], limb * height)
     hips_section = sections[0]
     hips_y = float(hips_section[np.argmax(hips_section[:, 1] - hips_section[:, 0])].mean()) if len(hips_section) else 0.0
     positions = guesses.copy()
     for joint in range(len(names)):
-        positions[joint, 1] = _depth_in_section(sections[joint], hips_y + guesses[joint, 1], half_widths[joint])
+        positions[joint, 1] = _depth_in_section(sections[joint], hips_y + guesses[joint, 1], radii[joint])
     for name, tip in tips.items():
         tips[name] = np.array([tip[0], positions[names.index(name), 1] + tip[1] - guesses[names.index(name), 1], tip[2]])
 
@@ -207,14 +217,21 @@ def place_skeleton(pose: mp.BodyPose, solid: SolidMesh, image_size: int) -> Skel
     return Skeleton(names=names, parents=parents, positions=positions, tips=tips)
 
 
-def _depth_in_section(section: np.ndarray, wanted: float, half_width: float) -> float:
-    """Depth of a joint on its ray: the centre of the inside interval nearest ``wanted`` (see module doc)."""
+def _depth_in_section(section: np.ndarray, wanted: float, radius: float) -> float:
+    """Depth of a joint on its ray, from the inside intervals ``section`` (K, 2) it crosses.
+
+    The interval nearest MediaPipe's depth ``wanted`` is the limb's.  Its centre
+    is the joint's depth, unless the interval is much longer than the limb is
+    wide: then the ray runs along the limb (a foot pointing at the camera) or
+    through the limb and the body behind it at once (a hand resting on a
+    belly), and the joint keeps MediaPipe's depth, at least ``radius`` inside.
+    """
     if len(section) == 0:
         return wanted
     distance = np.maximum(section[:, 0] - wanted, 0) + np.maximum(wanted - section[:, 1], 0)
     entry, exit_ = section[int(np.argmin(distance))]
-    if exit_ - entry > LONG_SECTION * 2 * half_width > 0:
-        return float(np.clip(wanted, entry + half_width, exit_ - half_width))
+    if exit_ - entry > LONG_SECTION * 2 * radius > 0:
+        return float(np.clip(wanted, entry + radius, exit_ - radius))
     return float(0.5 * (entry + exit_))
 
 

@@ -108,10 +108,10 @@ def test_bending_the_left_elbow_moves_the_left_forearm_and_hand_only(rigged_runs
         assert (moved[lower_arm] > 0.005).mean() > 0.9, run.preview.name
 
         # The preview body is inflated from the silhouette: where the lower arm overlaps the
-        # body in the photo, front and back share its surface, so those vertices are left out;
-        # heat still spreads a little through fused parts (a hand on a knee), hence 2 % of the
-        # body's height (about 3 cm on a person) for all but the last 1 % (right side) and
-        # 10 % (torso) of the vertices, and a median under 2 mm.
+        # body in the photo, front and back share its surface, so those vertices are left out.
+        # Heat still spreads a little through fused parts (a hand resting on a knee): the right
+        # side may move 1.5 % of the body's height (about 2.5 cm on a person) at its 99th
+        # percentile, the torso 1 % at its 90th.
         hand_tip = wrist + 0.6 * forearm
         flat = lambda p: p * np.array([1.0, 1.0, 0.0])  # noqa: E731  (the front view: drop depth)
         overlap, _ = segment_distances(flat(model.vertices), flat(np.array([[elbow, wrist], [wrist, hand_tip]])))
@@ -119,8 +119,8 @@ def test_bending_the_left_elbow_moves_the_left_forearm_and_hand_only(rigged_runs
         right = clear & np.char.startswith(bone.astype(str), "Right")
         torso = clear & np.isin(bone, SPINE)
         assert right.sum() > 200 and torso.sum() > 200
-        assert np.percentile(moved[right], 99) < 0.02, (run.preview.name, np.percentile(moved[right], 99))
-        assert np.percentile(moved[torso], 90) < 0.02, (run.preview.name, np.percentile(moved[torso], 90))
+        assert np.percentile(moved[right], 99) < 0.015, (run.preview.name, np.percentile(moved[right], 99))
+        assert np.percentile(moved[torso], 90) < 0.01, (run.preview.name, np.percentile(moved[torso], 90))
         assert np.median(moved[torso]) < 0.002, run.preview.name
 
 
