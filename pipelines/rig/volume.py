@@ -54,12 +54,14 @@ class SolidMesh:
         self._cell = extent / cells
         self._origin = self.lower[[0, 2]]
         self._shape = np.ceil((self.upper - self.lower)[[0, 2]] / self._cell).astype(np.int64) + 1  # (2,)
+        # Every triangle goes into each cell its (x, z) bounding box touches; the (face, cell)
+        # pairs, sorted by cell, are a CSR table: cell c holds _cell_faces[_cell_start[c]:_cell_start[c + 1]].
         low = np.floor((corners.min(axis=1) - self._origin) / self._cell).astype(np.int64)  # (F, 2)
         high = np.floor((corners.max(axis=1) - self._origin) / self._cell).astype(np.int64)  # (F, 2)
         span = high - low + 1
-        counts = span[:, 0] * span[:, 1]
-        face = np.repeat(np.arange(len(self.faces)), counts)
-        local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        counts = span[:, 0] * span[:, 1]  # (F,) cells per triangle
+        face = np.repeat(np.arange(len(self.faces)), counts)  # (P,)
+        local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)  # (P,) k-th cell of its face
         column = low[face, 0] + local % span[face, 0]
         row = low[face, 1] + local // span[face, 0]
         cell = column * self._shape[1] + row
@@ -169,7 +171,3 @@ class VoxelGrid:
         valid = ((index >= 0) & (index < np.array(self.inside.shape))).all(axis=-1)
         index = np.where(valid[..., None], index, 0)
         return valid & self.inside[index[..., 0], index[..., 1], index[..., 2]]
-
-    def dilated(self, voxels: int = 1) -> VoxelGrid:
-        inside = ndimage.binary_dilation(self.inside, iterations=voxels)
-        return VoxelGrid(inside=inside, lower=self.lower, size=self.size)
