@@ -181,6 +181,7 @@ def _blend(points: np.ndarray, blend: dict[int, float]) -> np.ndarray:
 
 def place_skeleton(pose: mp.BodyPose, solid: SolidMesh, image_size: int) -> Skeleton:
     """The skeleton of ``pose`` (found on the square front view of ``image_size`` px) inside ``solid``."""
+    # 1. front view: every joint a blend of landmarks, as (x, depth relative to the hips, z).
     landmarks = landmarks_to_world(pose, image_size)  # (33, 3)
     names = tuple(name for name, _ in JOINTS)
     parents = np.array([names.index(parent) if parent else -1 for _, parent in JOINTS], dtype=np.int64)
@@ -200,8 +201,9 @@ def place_skeleton(pose: mp.BodyPose, solid: SolidMesh, image_size: int) -> Skel
     positions = guesses.copy()
     for joint in range(len(names)):
         positions[joint, 1] = _depth_in_section(sections[joint], hips_y + guesses[joint, 1], radii[joint])
-    for name, tip in tips.items():
-        tips[name] = np.array([tip[0], positions[names.index(name), 1] + tip[1] - guesses[names.index(name), 1], tip[2]])
+    for name, tip in tips.items():  # a hand's tip keeps its depth relative to the wrist
+        hand = names.index(name)
+        tips[name] = tip + np.array([0.0, positions[hand, 1] - guesses[hand, 1], 0.0])
 
     # 3. inside, parents first.
     for joint in range(len(names)):
