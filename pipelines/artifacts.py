@@ -10,6 +10,7 @@ API unzip)::
     stage1/voxel.ply            the occupied voxels as points (grid units)
     stage2/output.glb           the textured model
     stage2/output_mesh.ply      the mesh
+    stage2/rigged.glb           the model skinned to a humanoid skeleton (only when rigging was asked for)
     results_metadata.json       which pipeline ran, parameters, timings
 
 ``results.zip`` packs exactly those entries.
@@ -34,6 +35,7 @@ STAGE1_FILES = (
     + ["latent.npz", "voxel.ply"]
 )
 STAGE2_FILES = ["output.glb", "output_mesh.ply"]
+RIGGED_FILE = "rigged.glb"
 METADATA_FILE = "results_metadata.json"
 
 
@@ -61,8 +63,11 @@ def stage1_files(out: MultiviewOutput) -> dict[str, bytes]:
     return files
 
 
-def stage2_files(out: MeshOutput) -> dict[str, bytes]:
-    return {"output.glb": out.glb, "output_mesh.ply": out.mesh_ply}
+def stage2_files(out: MeshOutput, rigged_glb: bytes | None = None) -> dict[str, bytes]:
+    files = {"output.glb": out.glb, "output_mesh.ply": out.mesh_ply}
+    if rigged_glb is not None:
+        files[RIGGED_FILE] = rigged_glb
+    return files
 
 
 def write_stage1(out: MultiviewOutput, directory: Path) -> list[Path]:

@@ -27,6 +27,9 @@ class GenerationOptions(BaseModel):
     texture_size: int = Field(1024, ge=256, le=2048, description="Side of the baked texture (px); 512, 1024 or 2048.")
     simplify: float = Field(0.7, ge=0.0, le=0.98, description="Fraction of faces removed by simplification.")
     stage1_only: bool = Field(False, description="Stop after stage 1 (five views, normals, occupancy; no mesh).")
+    rig: bool = Field(
+        False, description="Also write stage2/rigged.glb: the model skinned to a humanoid skeleton, with a short clip."
+    )
 
     @field_validator("texture_size")
     @classmethod

@@ -316,12 +316,22 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
         lap(JobStage.stage2, until=progress.entered_at.get(JobStage.export))
 
     progress.enter(JobStage.export)
-    s2 = stage2_files(mesh) if mesh is not None else {}
+    rigged = None
+    if mesh is not None and options.rig:
+        from pipelines.rig import rig_glb
+
+        rigged = rig_glb(mesh.glb, views.colors[0])  # the front view the mesh was built from
+    s2 = stage2_files(mesh, rigged.glb if rigged else None) if mesh is not None else {}
     metadata = {
         "job_id": record.id,
         "pipeline": {**runtime.pipeline_info, "description": runtime.pipelines.description},
         "parameters": options.model_dump(),
-        "timings": {**timings, "stage1_steps": views.timings, "stage2_steps": mesh.timings if mesh else {}},
+        "timings": {
+            **timings,
+            "stage1_steps": views.timings,
+            "stage2_steps": mesh.timings if mesh else {},
+            **({"rig_steps": rigged.timings} if rigged else {}),
+        },
         "mesh": {"num_vertices": mesh.num_vertices, "num_faces": mesh.num_faces} if mesh else None,
         "attempt": record.attempts,
         "created_at": record.created_at,

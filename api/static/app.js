@@ -367,8 +367,10 @@ function renderResult(job, outputs) {
   const glb = findOutput(outputs, "stage2/output.glb") || findOutput(outputs, ".glb");
   if (job.status !== "succeeded" || !glb) return;
   $("result-panel").hidden = false;
+  const rigged = findOutput(outputs, "stage2/rigged.glb");
   const downloads = [
     ["Download GLB", glb, "output.glb", "primary"],
+    ["Rigged GLB", rigged, "rigged.glb", "secondary"],
     ["PLY mesh", findOutput(outputs, "stage2/output_mesh.ply"), "output_mesh.ply", "secondary"],
     ["All results (zip)", findOutput(outputs, "results.zip"), "results.zip", "secondary"],
   ];
@@ -382,10 +384,11 @@ function renderResult(job, outputs) {
   }));
   $("result-pipeline").textContent = pipelineDescription(job.pipeline);
   if (job.pipeline && job.pipeline.name) setPipelineBadge(job.pipeline.name);
-  showModel(glb);
+  showModel(rigged || glb, Boolean(rigged));
 }
 
-async function showModel(url) {
+// Shows ``url`` in the 3D viewer; a rigged model plays its clip.
+async function showModel(url, animated = false) {
   // Presigned URLs change on every GET: reload only for a new job.
   if (state.shownGlb === state.jobId) return;
   state.shownGlb = state.jobId;
@@ -403,6 +406,7 @@ async function showModel(url) {
     $("viewer-loading").hidden = true;
     showMessage($("job-message"), "The 3D viewer could not display the model; the downloads still work.", "warning");
   }, { once: true });
+  viewer.autoplay = animated;
   viewer.src = url;
 }
 

@@ -55,6 +55,7 @@ export function resetOptions() {
     const input = $(`opt-${name}`);
     if (input && b.default != null) input.value = String(b.default);
   }
+  $("opt-rig").checked = false;
   if (options.simplify) {
     const s = $("opt-simplify");
     s.min = options.simplify.minimum ?? 0;
@@ -81,5 +82,6 @@ export function collectOptions() {
     if (b.maximum != null && value > b.maximum) throw new Error(`${label}: at most ${b.maximum}.`);
     if (value !== Number(b.default)) chosen[name] = value;
   }
+  if ($("opt-rig").checked) chosen.rig = true;
   return Object.keys(chosen).length ? chosen : null;
 }

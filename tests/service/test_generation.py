@@ -128,3 +128,34 @@ def test_pipeline_crash_keeps_paths_and_traceback_out_of_the_record(runtime, sam
     assert "stage1/color_0.png" in seen_during_stage2
     assert final.outputs == {}
     assert runtime.storage.list_keys(f"jobs/{record.id}") == [record.input_key]
+
+
+def test_rig_option_adds_a_rigged_glb_beside_the_model(runtime, sample_photo):
+    import json
+    import zipfile
+
+    pytest.importorskip("mediapipe")
+    record = submit(runtime, Image.open(sample_photo), rig=True, texture_size=512)
+    final = run_job(runtime, record.id)
+    assert final.status is JobStatus.succeeded, final.error
+    assert {"stage2/output.glb", "stage2/rigged.glb"} <= set(final.outputs)
+    rigged = runtime.storage.get_bytes(final.outputs["stage2/rigged.glb"])
+    assert rigged[:4] == b"glTF" and b'"skins"' in rigged and b"mixamorig:Hips" in rigged
+    assert b'"skins"' not in runtime.storage.get_bytes(final.outputs["stage2/output.glb"])
+    with zipfile.ZipFile(io.BytesIO(runtime.storage.get_bytes(final.outputs["results.zip"]))) as archive:
+        assert archive.read("stage2/rigged.glb") == rigged
+        metadata = json.loads(archive.read("results_metadata.json"))
+    assert metadata["parameters"]["rig"] is True
+    assert set(metadata["timings"]["rig_steps"]) == {"pose", "solid", "skeleton", "weights", "encode"}
+
+
+def test_rig_of_a_body_without_a_pose_fails_and_keeps_nothing(runtime):
+    pytest.importorskip("mediapipe")
+    blob = Image.new("RGBA", (300, 600), (0, 0, 0, 0))
+    blob.paste(Image.new("RGBA", (200, 500), (90, 140, 200, 255)), (50, 50))  # a blue slab, no person
+    record = submit(runtime, blob, rig=True, texture_size=512)
+    final = run_job(runtime, record.id)
+    assert final.status is JobStatus.failed
+    assert final.error.code in ("no_pose", "no_person") and not final.error.retryable
+    assert final.outputs == {}
+    assert runtime.storage.list_keys(f"jobs/{record.id}") == [record.input_key]
