@@ -1,22 +1,29 @@
-"""The FastAPI application: ``uvicorn api.app:create_app --factory``."""
+"""The FastAPI application: ``uvicorn api.app:create_app --factory``.
+
+This module only assembles: the per-process context and the dead-worker
+recovery loop (lifespan), the app-wide authentication dependency
+(``api.auth``), the exception handlers (``api.errors``), the middleware
+(``api.middleware``), the OpenAPI additions (``api.openapi``) and one router per
+resource (``api.routes``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import os
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api.body_limit import FORM_OVERHEAD_BYTES, BodySizeLimit
+from api.auth import authenticate
 from api.context import ApiContext
 from api.errors import install_error_handlers
-from api.fast_reads import JobReadFastPath
-from api.fast_submit import install_fast_submit
-from api.security import authorize, install_hardening
-from api import legacy, lifecycle
-from api.routes import files, health, jobs
-from api.ui import router as ui_router
+from api.middleware import install_middleware
+from api.openapi import document_security
+from api.recovery import run_recovery
+from api.routes import files, health, jobs, metrics, sync_api, ui
 from shared.settings import Settings, get_settings
 from shared.structured_logging import configure_logging
 
@@ -56,30 +63,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # do not walk it while requests wait (tens of milliseconds per collection otherwise).
         gc.collect()
         gc.freeze()
+        recovery = asyncio.create_task(run_recovery(context), name="dead-worker recovery")
         try:
             yield
         finally:
+            recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovery
             await context.close()
 
     configure_logging("api")
     otel = _opentelemetry_configured()
     app = FastAPI(
         title="SyncHuman job service", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-        dependencies=[Depends(authorize)], telemetry={"tracing": otel, "metrics": otel, "logs": otel},
+        dependencies=[Depends(authenticate)], telemetry={"tracing": otel, "metrics": otel, "logs": otel},
     )
     install_error_handlers(app)
-    app.add_middleware(JobReadFastPath)
-    app.add_middleware(
-        BodySizeLimit,
-        max_body_bytes=settings.api.max_upload_bytes + FORM_OVERHEAD_BYTES,
-        image_bytes=settings.api.max_upload_bytes,
-    )
-    install_hardening(app, settings)
-    app.include_router(jobs.router)
-    app.include_router(lifecycle.router)
-    app.include_router(legacy.router)
-    app.include_router(health.router)
-    app.include_router(files.router)
-    app.include_router(ui_router)
-    install_fast_submit(app)
+    install_middleware(app, settings)
+    for routes in (jobs, sync_api, health, files, metrics, ui):
+        app.include_router(routes.router)
+    document_security(app, settings)
     return app

@@ -1,12 +1,18 @@
-"""The one table from service errors to HTTP statuses, and the one error body.
+"""The one table from service errors to HTTP statuses, the one error body, and every exception handler.
 
 Every error answer has the body ``{"error": {"code", "message", "retryable"}}``.
+Besides the service's own errors, two failures no route expects get an answer
+here: Redis unreachable (503 ``service_unavailable`` with ``Retry-After``) and
+anything else (a bare 500 with no traceback, path or secret; the details go to
+the log).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,9 +20,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import errors as e
 
+log = logging.getLogger("synchuman.api")
+
+REDIS_DOWN_RETRY_S = 5
+
 STATUS_BY_ERROR: list[tuple[type[e.ServiceError], int]] = [
     (e.PayloadTooLargeError, 413),
     (e.UnsupportedFormatError, 415),
+    (e.UnsupportedMediaTypeError, 415),
     (e.MissingImageError, 400),
     (e.UrlRefusedError, 422),
     (e.UrlFetchError, 422),
@@ -32,6 +43,7 @@ STATUS_BY_ERROR: list[tuple[type[e.ServiceError], int]] = [
     (e.RateLimitedError, 429),
     (e.TooManyJobsInFlightError, 429),
     (e.QueueFullError, 503),
+    (e.RequestInProgressError, 503),
     (e.StorageUnavailableError, 503),
     (e.ServiceUnavailableError, 503),
     (e.StorageError, 503),
@@ -76,3 +88,16 @@ def install_error_handlers(app: FastAPI) -> None:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         code = codes.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(redis.RedisError)
+    async def redis_unavailable(_: Request, exc: redis.RedisError) -> JSONResponse:
+        log.warning("redis unavailable", extra={"error": type(exc).__name__})
+        return JSONResponse(
+            error_body("service_unavailable", "the job store cannot be reached; try again", retryable=True),
+            status_code=503, headers={"Retry-After": str(REDIS_DOWN_RETRY_S)},
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "internal error", retryable=True), status_code=500)

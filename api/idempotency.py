@@ -22,16 +22,17 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aredis
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 
+from api.auth import JobLookup
 from api.context import ApiContext
+from api.job_reads import job_json, json_response
 
-from shared.errors import IdempotencyConflictError, InvalidInputError, JobNotFoundError
+from shared.errors import IdempotencyConflictError, InvalidInputError, JobNotFoundError, RequestInProgressError
 from shared.job_store import AsyncJobStore
 
 HEADER = "Idempotency-Key"
@@ -101,16 +102,22 @@ class IdempotencyKeys:
         await self.redis.delete(_redis_key(self.prefix, owner, check_key(key)))
 
 
-async def wait_for_job(store: AsyncJobStore, job_id: str, timeout_s: float = CREATION_WAIT_S) -> None:
-    """Return once job ``job_id`` exists (the first request may still be creating it)."""
+async def wait_for_job(store: AsyncJobStore, job_id: str, timeout_s: float = CREATION_WAIT_S) -> JobLookup:
+    """The job ``job_id`` once it exists (the first request may still be creating it).
+
+    Past ``timeout_s`` the first request is still under way (a slow or failing store):
+    503 ``request_in_progress`` with ``Retry-After``, never 404 for a job that may yet exist.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            await store.get_with_position(job_id)
-            return
+            return JobLookup(*await store.get_with_position(job_id))
         except JobNotFoundError:
             if time.monotonic() > deadline:
-                raise
+                raise RequestInProgressError(
+                    "the first request with this Idempotency-Key is still being processed; retry shortly",
+                    retry_after_s=2,
+                ) from None
             await asyncio.sleep(0.05)
 
 
@@ -125,10 +132,8 @@ def idempotency_keys(ctx: ApiContext) -> IdempotencyKeys:
     return IdempotencyKeys(ctx.redis, prefix=settings.redis.key_prefix, ttl_s=settings.api.idempotency_ttl_s)
 
 
-async def replay_response(
-    ctx: ApiContext, job_id: str, read_body: Callable[[ApiContext, str], Awaitable[tuple[Any, dict]]]
-) -> JSONResponse:
+async def replay_response(ctx: ApiContext, job_id: str) -> Response:
     """200 with the job an earlier request with the same key created (as ``GET`` shows it now)."""
-    await wait_for_job(ctx.store, job_id)
-    _, body = await read_body(ctx, job_id)
-    return JSONResponse(body, status_code=200, headers={"Location": f"/v1/jobs/{job_id}", "Idempotent-Replayed": "true"})
+    job = await wait_for_job(ctx.store, job_id)
+    headers = {"Location": f"/v1/jobs/{job_id}", "Idempotent-Replayed": "true"}
+    return json_response(await job_json(ctx, job), headers=headers)

@@ -29,30 +29,35 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import redis
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from client.stack import (  # noqa: E402
+    RedisServer,
+    SeaweedS3,
+    ServiceProcess,
+    answers_http,
+    api_process,
+    free_port,
+    service_env,
+    stop_all,
+    wait_until,
+)
 from shared.job_store import JobStore  # noqa: E402
 from shared.jobs import JobRecord, JobStatus, new_job_id  # noqa: E402
 
-S3_KEY, S3_SECRET = "bench", "bench-secret"
 BOUNDARY = "benchboundary7d93a"
 ARTIFACTS = (
     ["input.png", "results.zip", "stage2/output.glb", "stage2/output_mesh.ply", "stage1/input.png"]
@@ -103,78 +108,25 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not come up within {timeout} s")
-
-
 API_CPU = 0
 """The CPU the API process runs on, alone."""
 SIDE_CPU = 1
 """The CPU shared by redis-server, SeaweedFS and the load generator."""
 
 
-def pinned(cpu: int, args: list[str]) -> list[str]:
-    """``args`` run under ``taskset`` on CPU ``cpu``, where there is more than one CPU to pin to."""
-    return ["taskset", "-c", str(cpu), *args] if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else args
+def pinned(cpu: int) -> tuple[str, ...]:
+    """The command prefix that runs a process on CPU ``cpu``, where there is more than one CPU to pin to."""
+    return ("taskset", "-c", str(cpu)) if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else ()
 
 
-def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_api(env: dict[str, str], workdir: Path) -> tuple[ServiceProcess, str]:
     port = free_port()
-    process = subprocess.Popen(
-        pinned(SIDE_CPU, ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)]),
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_for(lambda: redis.Redis.from_url(url).ping(), 10, "redis-server")
-    return process, url
-
-
-def start_seaweedfs(workdir: Path) -> tuple[subprocess.Popen, str]:
-    config = workdir / "s3.json"
-    config.write_text(json.dumps({"identities": [{"name": "bench", "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}], "actions": ["Admin", "Read", "Write", "List"]}]}))
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
-    args = ["weed", "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
-            f"-s3.config={config}", "-admin.ui=false", "-webdav=false"]
-    for name, port in ports.items():
-        args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
-    process = subprocess.Popen(pinned(SIDE_CPU, args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    wait_for(lambda: httpx.get(endpoint, timeout=1).status_code in (200, 403), 60, "SeaweedFS")
-    return process, endpoint
-
-
-def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**env, "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
-    args = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-    process = subprocess.Popen(pinned(API_CPU, args), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 60, "uvicorn")
+    process = api_process(f"api-{port}", {**env, "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": url}, workdir, port,
+                          "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+                          wrap=pinned(API_CPU)).start()
+    wait_until(lambda: answers_http(f"{url}/healthz"), 60, "uvicorn")
     return process, url
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def person_png(size: int = 256) -> bytes:
@@ -202,7 +154,7 @@ def run_wrk(name: str, url: str, duration: float, connections: int, script: Path
     args = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{int(duration)}s", "--latency", "--timeout", "5s"]
     if script:
         args += ["-s", str(script)]
-    out = subprocess.run(pinned(SIDE_CPU, [*args, url]), capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([*pinned(SIDE_CPU), *args, url], capture_output=True, text=True, check=True).stdout
     cpu_s = process_cpu_s(api_pid) - cpu_before if api_pid else 0.0
 
     def latency(pct: str) -> float:
@@ -262,7 +214,7 @@ def main() -> int:
         print("wrk is needed as the load generator: apt install wrk", file=sys.stderr)
         return 2
 
-    processes: list[subprocess.Popen] = []
+    processes: list[ServiceProcess] = []
     results: list[Measured] = []
 
     def measure(name: str, url: str, connections: int, script: Path | None, pid: int) -> Measured:
@@ -270,26 +222,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         workdir = Path(tmp)
         try:
-            redis_proc, redis_url = start_redis(workdir)
-            processes.append(redis_proc)
-            weed_proc, s3_endpoint = start_seaweedfs(workdir)
-            processes.append(weed_proc)
-            base_env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUMAN_")}
-            base_env.update({
-                "SYNCHUMAN_REDIS__URL": redis_url,
-                "SYNCHUMAN_LIMITS__MAX_QUEUE_LENGTH": "0",
-                "SYNCHUMAN_LOG_LEVEL": args.log_level,
-            })
+            redis_server = RedisServer(workdir, aof=False, wrap=pinned(SIDE_CPU))
+            processes.append(redis_server.process)
+            redis_server.start()
+            redis_url = redis_server.url
+            seaweed = SeaweedS3(workdir, wrap=pinned(SIDE_CPU))
+            processes.append(seaweed.process)
+            seaweed.start()
+            base_env = service_env(redis_url, SYNCHUMAN_LIMITS__MAX_QUEUE_LENGTH="0", SYNCHUMAN_LOG_LEVEL=args.log_level)
             backends = {
                 "local": {"SYNCHUMAN_STORAGE__BACKEND": "local", "SYNCHUMAN_STORAGE__LOCAL_DIR": str(workdir / "files")},
-                "s3": {"SYNCHUMAN_STORAGE__BACKEND": "s3", "SYNCHUMAN_STORAGE__S3_ENDPOINT": s3_endpoint,
-                       "SYNCHUMAN_STORAGE__S3_BUCKET": "bench", "SYNCHUMAN_STORAGE__S3_ACCESS_KEY": S3_KEY,
-                       "SYNCHUMAN_STORAGE__S3_SECRET_KEY": S3_SECRET},
+                "s3": seaweed.storage_env("bench"),
             }
             script = submit_script(workdir, multipart_body(person_png()))
             for backend, storage_env in backends.items():
                 prefix = f"bench-{backend}"
-                api_proc, api_url = start_api({**base_env, **storage_env, "SYNCHUMAN_REDIS__KEY_PREFIX": prefix})
+                api_proc, api_url = start_api({**base_env, **storage_env, "SYNCHUMAN_REDIS__KEY_PREFIX": prefix}, workdir)
                 processes.append(api_proc)
                 check = httpx.post(f"{api_url}/v1/jobs", files={"image": ("p.png", person_png(), "image/png")})
                 assert check.status_code == 202, check.text
@@ -301,10 +249,9 @@ def main() -> int:
                 assert len(body["outputs"]) == len(ARTIFACTS), body
                 results.append(measure(f"GET succeeded job, {len(ARTIFACTS)} URLs ({backend})", f"{api_url}/v1/jobs/{done}", args.connections, None, pid))
                 results.append(measure(f"GET queued job ({backend})", f"{api_url}/v1/jobs/{queued}", args.connections, None, pid))
-                stop(api_proc)
+                api_proc.stop()
         finally:
-            for process in reversed(processes):
-                stop(process)
+            stop_all(processes)
 
     load = os.getloadavg()
     print(f"\nload average during the run: {load[0]:.1f} (1 min) on {os.cpu_count()} CPUs")

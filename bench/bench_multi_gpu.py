@@ -54,7 +54,17 @@ import redis
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from client.stack import free_port, redis_server_binary, stop_processes, wait_until  # noqa: E402
+from client.stack import (  # noqa: E402
+    RedisServer,
+    ServiceProcess,
+    answers_http,
+    api_process,
+    free_port,
+    service_env,
+    stop_all,
+    wait_until,
+    worker_process,
+)
 from shared.heartbeat import list_workers  # noqa: E402
 from shared.job_store import JobKeys  # noqa: E402
 from shared.jobs import JobRecord, JobStatus  # noqa: E402
@@ -187,29 +197,19 @@ class Service:
     state: Path
     env: dict[str, str] = field(default_factory=dict)
     api_url: str = ""
-    processes: list[subprocess.Popen] = field(default_factory=list)
-    workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+    processes: list[ServiceProcess] = field(default_factory=list)
+    workers: dict[str, ServiceProcess] = field(default_factory=dict)
     redis: redis.Redis | None = None
     keys: JobKeys = field(default_factory=lambda: JobKeys(PREFIX))
 
-    def _spawn(self, args: list[str], env: dict[str, str], log: str) -> subprocess.Popen:
-        handle = open(self.state / "logs" / log, "ab")
-        process = subprocess.Popen(args, env=env, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-        handle.close()
-        self.processes.append(process)
-        return process
-
     def start(self) -> Service:
-        (self.state / "logs").mkdir(parents=True, exist_ok=True)
-        redis_port, api_port = free_port(), free_port()
+        logs = self.state / "logs"
+        api_port = free_port()
         self.api_url = f"http://127.0.0.1:{api_port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUMAN_")}
-        self.env.pop("CUDA_VISIBLE_DEVICES", None)
-        self.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA's device numbers = nvidia-smi's indices
-        self.env.update({
-            "PYTHONPATH": str(REPO_ROOT),
-            "SYNCHUMAN_REDIS__URL": f"redis://127.0.0.1:{redis_port}/0",
+        redis_server = RedisServer(self.state, aof=False, log_dir=logs)
+        self.processes.append(redis_server.process)
+        redis_server.start()
+        settings = {
             "SYNCHUMAN_REDIS__KEY_PREFIX": PREFIX,
             "SYNCHUMAN_STORAGE__BACKEND": "local",
             "SYNCHUMAN_STORAGE__LOCAL_DIR": str(self.state / "storage"),
@@ -220,32 +220,22 @@ class Service:
             "SYNCHUMAN_WORKER__UNACKED_RESTORE_INTERVAL_S": "1",
             "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "1",
             "SYNCHUMAN_WORKER__HEARTBEAT_TTL_S": "5",
-        })
+        }
         if self.args.pipeline == "synchuman":
-            self.env["SYNCHUMAN_WORKER__WEIGHTS_DIR"] = str(self.args.weights_dir)
-        self._spawn([redis_server_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", str(self.state)], self.env, "redis.log")
-        self._spawn([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-                     "--port", str(api_port), "--log-level", "warning"], self.env, "api.log")
-        self.redis = redis.Redis.from_url(self.env["SYNCHUMAN_REDIS__URL"])
-        wait_until(lambda: self._answers("/healthz"), 60, "the API")
+            settings["SYNCHUMAN_WORKER__WEIGHTS_DIR"] = str(self.args.weights_dir)
+        self.env = service_env(redis_server.url, **settings)
+        self.env.pop("CUDA_VISIBLE_DEVICES", None)
+        self.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA's device numbers = nvidia-smi's indices
+        self.processes.append(api_process("api", self.env, logs, api_port, "--log-level", "warning").start())
+        self.redis = redis.Redis.from_url(redis_server.url)
+        wait_until(lambda: answers_http(self.api_url + "/healthz"), 60, "the API")
         return self
 
-    def _answers(self, path: str) -> bool:
-        try:
-            return httpx.get(self.api_url + path, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def start_worker(self, device: str) -> subprocess.Popen:
+    def start_worker(self, device: str) -> ServiceProcess:
         """The worker command of docker-compose, pinned to ``device``."""
         env = {**self.env, "CUDA_VISIBLE_DEVICES": device}
-        name = f"gpu-{device}"
-        worker = self._spawn(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo", "-c", "1", "-Q", "gpu",
-             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            env, f"worker-{name}.log",
-        )
+        worker = worker_process(f"worker-gpu-{device}", env, self.state / "logs", queues="gpu").start()
+        self.processes.append(worker)
         self.workers[device] = worker
         if self.args.cpus_per_worker:  # a CPU stand-in for a GPU: each worker gets its own cores
             index = len(self.workers) - 1
@@ -256,7 +246,7 @@ class Service:
     def wait_warm(self, devices: list[str], timeout: float) -> None:
         def warm() -> bool:
             for device in devices:
-                if self.workers[device].poll() is not None:
+                if not self.workers[device].alive():
                     raise RuntimeError(f"worker {device} exited; see {self.state / 'logs'}")
                 failed = self.load_failure(device)
                 if failed:
@@ -295,7 +285,7 @@ class Service:
         return wait_until(finished, timeout, f"{len(job_ids)} jobs to finish", interval=0.2)
 
     def stop(self) -> None:
-        stop_processes(self.processes, timeout=30)
+        stop_all(self.processes)
 
 
 # -- figures -------------------------------------------------------------------
@@ -330,7 +320,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def batch(service: Service, photo: bytes, options: dict, jobs: int, timeout: float) -> dict:
     """Submit ``jobs`` at once, wait for all; wall time from the first submission to the last finish."""
-    pids = [w.pid for w in service.workers.values() if w.poll() is None]
+    pids = [w.pid for w in service.workers.values() if w.alive()]
     cpu_before = cpu_seconds(pids)
     submitted = time.time()
     job_ids = [service.submit(photo, options) for _ in range(jobs)]
@@ -383,8 +373,8 @@ def stop_mid_job(service: Service, photo: bytes, options: dict, devices: list[st
     victim_id = running.worker_id
     victim = service.heartbeats()[victim_id]["cuda_visible_devices"]
     stopped_at = time.time()
-    service.workers[victim].send_signal(sig)
-    exit_code = service.workers[victim].wait(timeout=120)
+    service.workers[victim].signal(sig)
+    exit_code = service.workers[victim].wait(120)
     records = {r.id: r for r in service.wait_finished(job_ids, timeout)}
     moved = records[running.id]
     runs = [e for e in moved.history if e.status is JobStatus.running]

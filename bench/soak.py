@@ -43,12 +43,20 @@ import httpx
 import redis
 
 from shared.job_store import JobStore
-from tests.hardening.fault_pipelines import tiny_person_png
-from tests.hardening.processes import RedisServer, Stack, rss_bytes, wait_until
+from bench.quick_pipelines import tiny_person_png
+from client.stack import RedisServer, ServiceStack, wait_until
 
-QUICK_FACTORY = "tests.hardening.fault_pipelines:load_quick_pipelines"
+QUICK_FACTORY = "bench.quick_pipelines:load_quick_pipelines"
 PREVIEW_OPTIONS = {"texture_size": 512, "simplify": 0.95}
 CLIENT_THREADS = 4
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux /proc), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -75,7 +83,7 @@ class Soak:
             env["SYNCHUMAN_WORKER__PIPELINE"] = "preview"
         self.workdir = workdir
         self.env = env
-        self.stack: Stack | None = None
+        self.stack: ServiceStack | None = None
         self.slots: list = []
         self.accepted: list[str] = []
         self.latencies_ms: list[float] = []
@@ -89,9 +97,9 @@ class Soak:
 
     def start(self) -> None:
         self.redis.start()
-        self.stack = Stack(self.workdir, self.redis, **self.env).start_api()
+        self.stack = ServiceStack(self.workdir, self.redis.url, **self.env).start_api("--timeout-graceful-shutdown", "20")
         self.slots = [self.stack.start_worker() for _ in range(self.args.workers)]
-        self.stack.wait_warm(self.args.workers, timeout_s=180)
+        self.stack.wait_warm(self.args.workers, timeout=180)
         self._warm_up()
         threading.Thread(target=self._supervise, daemon=True).start()
 
@@ -106,8 +114,17 @@ class Soak:
             workers = list_workers(client, JobKeys(self.stack.prefix))
             if len(workers) >= self.args.workers and all(w.jobs_done > 0 for w in workers):
                 break
-            self.stack.wait_terminal(self.stack.submit_options(options), timeout_s=300)
+            self.wait_terminal(self.submit(tiny_person_png(), options), timeout_s=300)
         client.close()
+
+    def submit(self, photo: bytes, options: dict) -> str:
+        response = self.stack.post_job(photo, options)
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def wait_terminal(self, job_id: str, timeout_s: float) -> None:
+        store = JobStore(redis.Redis.from_url(self.redis.url), prefix=self.stack.prefix, retention_s=3600)
+        wait_until(lambda: store.get(job_id).status.is_terminal, timeout_s, f"job {job_id} to finish", interval=0.2)
 
     def _supervise(self) -> None:
         while not self.stop_supervisor.wait(0.5):
@@ -200,7 +217,7 @@ class Soak:
             return left
 
         try:
-            wait_until(lambda: not unfinished(), timeout_s, "every accepted job to finish", interval_s=1.0)
+            wait_until(lambda: not unfinished(), timeout_s, "every accepted job to finish", interval=1.0)
         except TimeoutError:
             pass
         statuses: Counter = Counter()

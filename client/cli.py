@@ -17,6 +17,7 @@ import argparse
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,6 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from client.keys import add_keys_parser
 from client.sdk import SyncHumanClient, SyncHumanError
 from client.stack import EmbeddedStack
 
@@ -176,11 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--url")
     cancel.set_defaults(run=cmd_cancel)
 
-    add_keys_parser(sub)
+    sub.add_parser("keys", help="create, revoke or list API keys (operators; needs Redis access): "
+                   "synchuman keys [--json] create --name NAME | revoke KEY_ID | list")
     return parser
 
 
+def run_keys(argv: list[str]) -> int:
+    """``synchuman keys ...``: the operator's key commands talk to Redis, not HTTP, so they run as
+    their own command (``python -m api.key_admin``) beside the API rather than inside this client."""
+    return subprocess.run([sys.executable, "-m", "api.key_admin", *argv], check=False).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        return run_keys(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

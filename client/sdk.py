@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from shared.webhook_signature import verify
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 TERMINAL = ("succeeded", "failed", "canceled")
 DEFAULT_DOWNLOADS = ("stage2/output.glb", "stage2/output_mesh.ply", "results.zip")
+
+
+class WebhookSignatureError(ValueError):
+    """A webhook call whose headers or signature do not check out (or that is too old)."""
 
 
 class SyncHumanError(Exception):
@@ -50,8 +53,12 @@ class SyncHumanClient:
         secret.  Raises ``WebhookSignatureError`` (a ``ValueError``) if the call was
         not signed with it, was altered, or is more than five minutes old.
         """
-        verify(headers, body, secret)
-        return json.loads(body)
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        try:
+            Webhook(secret).verify(raw, {k.lower(): v for k, v in headers.items()})
+        except (WebhookVerificationError, ValueError) as exc:
+            raise WebhookSignatureError(str(exc)) from None
+        return json.loads(raw)
 
     def close(self) -> None:
         self.http.close()

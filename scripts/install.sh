@@ -32,5 +32,5 @@ $PY -m pip install -q --disable-pip-version-check -e ".[worker,segment,dev]"
 if command -v npm >/dev/null && [ ! -d .tools/node_modules/gltf-validator ]; then
   npm install --silent --no-audit --no-fund --prefix .tools gltf-validator@2.0.0-dev.3.10 >/dev/null
 fi
-if command -v npm >/dev/null && [ ! -f .tools/node_modules/@google/model-viewer/dist/model-viewer.min.js ]; then npm install --silent --no-audit --no-fund --prefix .tools @google/model-viewer@4.4.0 >/dev/null; fi  # the web page's 3D viewer (api/ui.py serves it)
+if command -v npm >/dev/null && [ ! -f .tools/node_modules/@google/model-viewer/dist/model-viewer.min.js ]; then npm install --silent --no-audit --no-fund --prefix .tools @google/model-viewer@4.4.0 >/dev/null; fi  # the web page's 3D viewer (api/routes/ui.py serves it)
 echo "install complete"

@@ -44,6 +44,12 @@ class UnsupportedFormatError(InvalidInputError):
     code = "unsupported_format"
 
 
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A request body of a content type the endpoint does not read (e.g. XML, or no body at all)."""
+
+    code = "unsupported_media_type"
+
+
 class NoForegroundError(InvalidInputError):
     code = "no_foreground"
 
@@ -109,6 +115,19 @@ class ServiceUnavailableError(ServiceError):
     retryable = True
 
 
+class QueueUnavailableError(ServiceUnavailableError):
+    """A worker lost the job store (Redis) for longer than it retries: the job was not the model's fault."""
+
+    code = "queue_unavailable"
+
+
+class InternalError(ServiceError):
+    """The worker itself failed on a job (a defect, not the model and not the input)."""
+
+    code = "internal_error"
+    retryable = True
+
+
 class StorageError(ServiceError):
     code = "storage_error"
     retryable = True
@@ -164,6 +183,13 @@ class QueueFullError(RetryLaterError):
     """The global queue-length cap is reached: backpressure for everyone."""
 
     code = "queue_full"
+
+
+class RequestInProgressError(RetryLaterError):
+    """An ``Idempotency-Key`` whose first request has not created its job yet (still running, e.g.
+    waiting on a slow store): the retry cannot be answered with the job yet, nor treated as new."""
+
+    code = "request_in_progress"
 
 
 class StorageUnavailableError(ServiceError):

@@ -10,6 +10,10 @@ ids (added with every heartbeat), not by scanning the key space: a scan walks
 every key of the database, tens of thousands of job records on a busy
 deployment, and the API lists workers every couple of seconds for its ETAs.
 Listing drops the ids whose heartbeat has expired, in the same script.
+
+A running job whose worker is dead is an *orphan* (:func:`is_orphan`): nobody
+will finish it, so the API recovers it (``api.recovery``) and cancels it at once
+(``shared.jobs.cancel``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import redis.asyncio as aredis
 from pydantic import BaseModel, Field
 
 from shared.job_store import JobKeys
+from shared.jobs import JobRecord, JobStatus
 
 
 class WorkerHeartbeat(BaseModel):
@@ -88,3 +93,30 @@ def list_workers(client: redis.Redis, keys: JobKeys) -> list[WorkerHeartbeat]:
 async def list_workers_async(client: aredis.Redis, keys: JobKeys) -> list[WorkerHeartbeat]:
     """The live workers, by id (one round trip)."""
     return _parse(await client.eval(_LIST, 1, keys.workers, keys.worker("")))
+
+
+def is_orphan(record: JobRecord, heartbeat: WorkerHeartbeat | None) -> bool:
+    """Whether running job ``record`` has lost its worker (``heartbeat``: the worker's, None if expired).
+
+    Dead: no heartbeat within ``worker.heartbeat_ttl_s``.  Also orphaned: a live worker
+    that, in a heartbeat sent after it claimed the job, names no job or another one (it
+    gave the job up without being able to write that, e.g. Redis was down).  A worker
+    names its job in its heartbeat before claiming it, so a live owner never looks orphaned.
+    """
+    if record.status is not JobStatus.running or record.worker_id is None:
+        return False
+    if heartbeat is None:
+        return True
+    claimed_at = next((e.at for e in reversed(record.history) if e.status is JobStatus.running), record.created_at)
+    return heartbeat.current_job != record.id and heartbeat.seen_at > claimed_at
+
+
+async def worker_heartbeat_async(client: aredis.Redis, keys: JobKeys, worker_id: str) -> WorkerHeartbeat | None:
+    raw = await client.get(keys.worker(worker_id))
+    return None if raw is None else WorkerHeartbeat.model_validate_json(raw)
+
+
+async def is_orphaned_async(client: aredis.Redis, keys: JobKeys, record: JobRecord) -> bool:
+    if record.status is not JobStatus.running or record.worker_id is None:
+        return False
+    return is_orphan(record, await worker_heartbeat_async(client, keys, record.worker_id))

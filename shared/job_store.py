@@ -6,13 +6,17 @@ Layout (``{p}`` is ``redis.key_prefix``)::
     {p}:queue             sorted set of queued job ids, scored by submission order
     {p}:seq               submission counter (the queue's scores)
     {p}:stats:job_s       moving average of successful job durations (ETAs)
+    {p}:running           hash of running job ids -> the id of the worker running each
     {p}:worker:{id}       worker heartbeats (see ``shared.heartbeat``)
     {p}:workers           set of the ids of workers that sent a heartbeat
 
 Every status change runs :func:`shared.jobs.transition` inside a WATCH/MULTI
 transaction, so concurrent writers (a redelivered task, a cancel) either see
 each other's change or retry; an illegal move raises
-:class:`~shared.errors.IllegalTransitionError` and writes nothing.
+:class:`~shared.errors.IllegalTransitionError` and writes nothing.  The same
+transaction keeps the queue (a job given back to the queue goes to its end)
+and the index of running jobs, from which dead workers' jobs are recovered
+(``shared.recovery``), in step with the record.
 
 ``JobStore`` is synchronous (worker, tests, CLI); ``AsyncJobStore`` is the
 subset the API needs, on ``redis.asyncio``.  The API's two hot operations are
@@ -31,7 +35,7 @@ import redis.asyncio as aredis
 
 from shared.errors import JobNotFoundError
 from shared.job_metrics import MetricKeys, count_transition
-from shared.jobs import JobRecord, JobStatus, transition
+from shared.jobs import JobRecord, JobStatus, cancel, transition
 
 DURATION_EMA_WEIGHT = 0.2
 """Weight of the newest job in the moving average of job durations."""
@@ -46,6 +50,7 @@ class JobKeys:
         self.seq = f"{prefix}:seq"
         self.job_seconds = f"{prefix}:stats:job_s"
         self.workers = f"{prefix}:workers"
+        self.running = f"{prefix}:running"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -125,12 +130,9 @@ class JobStore:
                     if new is None:
                         pipe.unwatch()
                         return current
+                    score = pipe.incr(self.keys.seq) if _requeued(current, new) else None
                     pipe.multi()
-                    pipe.set(key, new.model_dump_json(), ex=self.retention_s)
-                    count_transition(pipe, MetricKeys(self.keys.prefix), current.status.value, new.status.value,
-                                     new.error.code if new.error else None)
-                    if new.status is not JobStatus.queued:
-                        pipe.zrem(self.keys.queue, job_id)
+                    _queue_write(pipe, self.keys, self.retention_s, current, new, score)
                     pipe.execute()
                     return new
                 except redis.WatchError:
@@ -140,7 +142,7 @@ class JobStore:
         return self.update(job_id, lambda record: transition(record, status, **changes))
 
     def request_cancel(self, job_id: str) -> JobRecord:
-        return self.update(job_id, _cancel)
+        return self.update(job_id, cancel)
 
     def record_duration(self, seconds: float) -> None:
         """Fold one successful job's duration into the moving average used for ETAs."""
@@ -214,19 +216,16 @@ class AsyncJobStore:
                     if new is None:
                         await pipe.unwatch()
                         return current
+                    score = await pipe.incr(self.keys.seq) if _requeued(current, new) else None
                     pipe.multi()
-                    pipe.set(key, new.model_dump_json(), ex=self.retention_s)
-                    count_transition(pipe, MetricKeys(self.keys.prefix), current.status.value, new.status.value,
-                                     new.error.code if new.error else None)
-                    if new.status is not JobStatus.queued:
-                        pipe.zrem(self.keys.queue, job_id)
+                    _queue_write(pipe, self.keys, self.retention_s, current, new, score)
                     await pipe.execute()
                     return new
                 except redis.WatchError:
                     continue
 
-    async def request_cancel(self, job_id: str) -> JobRecord:
-        return await self.update(job_id, _cancel)
+    async def request_cancel(self, job_id: str, *, orphaned: bool = False) -> JobRecord:
+        return await self.update(job_id, lambda record: cancel(record, orphaned=orphaned))
 
     async def delete(self, job_id: str) -> None:
         """Remove a job that was never enqueued (its message could not be sent)."""
@@ -235,10 +234,25 @@ class AsyncJobStore:
         await self.redis.zrem(self.keys.queue, job_id)
 
 
-def _cancel(record: JobRecord) -> JobRecord | None:
-    """Queued jobs cancel at once; running ones are flagged and stop at their next step."""
-    if record.status is JobStatus.queued:
-        return transition(record, JobStatus.canceled)
-    if record.status is JobStatus.running and not record.cancel_requested:
-        return record.model_copy(update={"cancel_requested": True})
-    return None
+def _requeued(current: JobRecord, new: JobRecord) -> bool:
+    return new.status is JobStatus.queued and current.status is not JobStatus.queued
+
+
+def _queue_write(pipe, keys: JobKeys, retention_s: int, current: JobRecord, new: JobRecord, score: int | None) -> None:
+    """Queue (in a MULTI block, sync or async) the writes of one change from ``current`` to ``new``.
+
+    ``score`` places a job given back to the queue at its end (a fresh submission number).
+    """
+    job_id = new.id
+    pipe.set(keys.job(job_id), new.model_dump_json(), ex=retention_s)
+    count_transition(pipe, MetricKeys(keys.prefix), current.status.value, new.status.value,
+                     new.error.code if new.error else None)
+    if new.status is JobStatus.queued:
+        if score is not None:
+            pipe.zadd(keys.queue, {job_id: score})
+    else:
+        pipe.zrem(keys.queue, job_id)
+    if new.status is JobStatus.running and new.worker_id:
+        pipe.hset(keys.running, job_id, new.worker_id)
+    else:
+        pipe.hdel(keys.running, job_id)

@@ -4,6 +4,10 @@ One record per job, stored as JSON by ``shared.job_store``.  Status changes go
 through :func:`transition`, which refuses anything not in ``ALLOWED`` — the
 stores apply it inside a Redis transaction so that two processes can never both
 move a job (for example a redelivered task and a cancel).
+
+Two rules that more than one process applies live here too, so they are
+written once: :func:`cancel` (the API's cancel and the store's) and
+:func:`recover` (what becomes of a running job whose worker stopped beating).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shared.errors import IllegalTransitionError
+from shared.errors import IllegalTransitionError, JobNotCancelableError, ServiceError, WorkerLostError
 
 
 class JobStatus(StrEnum):
@@ -44,8 +48,11 @@ TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.canceled}
 
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.queued: frozenset({JobStatus.running, JobStatus.canceled, JobStatus.failed}),
-    # running -> running is a restart after the previous attempt's worker died.
-    JobStatus.running: frozenset({JobStatus.running, JobStatus.succeeded, JobStatus.failed, JobStatus.canceled}),
+    # running -> running: a redelivered message restarts a job whose earlier attempt outlived the
+    # broker's visibility timeout; running -> queued: a job given back (its worker shut down or died).
+    JobStatus.running: frozenset(
+        {JobStatus.queued, JobStatus.running, JobStatus.succeeded, JobStatus.failed, JobStatus.canceled}
+    ),
     JobStatus.succeeded: frozenset(),
     JobStatus.failed: frozenset(),
     JobStatus.canceled: frozenset(),
@@ -65,6 +72,10 @@ class JobError(BaseModel):
     code: str
     message: str
     retryable: bool = False
+
+    @classmethod
+    def of(cls, error: ServiceError) -> JobError:
+        return cls(code=error.code, message=error.message, retryable=error.retryable)
 
 
 class JobEvent(BaseModel):
@@ -127,6 +138,56 @@ def transition(record: JobRecord, status: JobStatus, **changes: Any) -> JobRecor
     attempt = update.get("attempts", record.attempts)
     update["history"] = [*record.history, JobEvent(status=status, at=now, attempt=attempt)]
     return record.model_copy(update=update)
+
+
+def cancel(record: JobRecord, *, orphaned: bool = False) -> JobRecord | None:
+    """The cancel rule: the canceled (or cancel-requested) record, or None when nothing changes.
+
+    * queued -> canceled at once (the worker skips its message);
+    * running -> ``cancel_requested``: its worker stops at the next step and ends it canceled;
+      a running job whose worker is gone (``orphaned``) has nobody to stop it, so it is
+      canceled at once;
+    * canceled -> nothing (cancel is idempotent);
+    * succeeded or failed -> :class:`~shared.errors.JobNotCancelableError`.
+    """
+    if record.status in (JobStatus.succeeded, JobStatus.failed):
+        raise JobNotCancelableError(f"the job already {record.status.value}; it cannot be canceled")
+    if record.status is JobStatus.queued or (record.status is JobStatus.running and orphaned):
+        return transition(record, JobStatus.canceled, worker_id=None)
+    if record.status is JobStatus.running and not record.cancel_requested:
+        return record.model_copy(update={"cancel_requested": True})
+    return None
+
+
+def requeue(record: JobRecord, *, count_attempt: bool) -> JobRecord:
+    """``record`` (running) given back to the queue; its attempt is forgotten unless ``count_attempt``."""
+    return transition(
+        record,
+        JobStatus.queued,
+        attempts=record.attempts if count_attempt else max(record.attempts - 1, 0),
+        worker_id=None,
+        stage=None,
+        progress=0.0,
+        outputs={},
+    )
+
+
+def recover(record: JobRecord, worker_id: str, *, max_attempts: int) -> JobRecord | None:
+    """What becomes of job ``record`` once its worker ``worker_id`` stopped beating (died).
+
+    None if the job has moved on meanwhile (finished, or claimed by another worker).
+    Otherwise: canceled if a cancel was requested; failed with ``worker_lost`` once it
+    used its ``max_attempts`` starts (a job that kills its workers never loops);
+    else back in the queue, the dead worker's start counted as an attempt.
+    """
+    if record.status is not JobStatus.running or record.worker_id != worker_id:
+        return None
+    if record.cancel_requested:
+        return cancel(record, orphaned=True)
+    if record.attempts >= max_attempts:
+        lost = WorkerLostError(f"the job's worker stopped {record.attempts} times; giving up")
+        return transition(record, JobStatus.failed, error=JobError.of(lost), worker_id=None)
+    return requeue(record, count_attempt=True)
 
 
 def overall_progress(stage: JobStage, step: int, total: int) -> float:

@@ -1,8 +1,11 @@
 """Generation options: their bounds and defaults, in one place.
 
-The API validates requests against :class:`GenerationOptions`, the worker passes
-them to the pipelines, and ``/info`` can publish :func:`option_bounds`.
-Defaults are those of the official SyncHuman release.
+The API validates requests against :class:`GenerationOptions` (``POST /v1/jobs``
+and ``/generate`` alike), ``/info`` publishes :func:`option_bounds`, and the
+worker maps a job's options onto the pipelines' own knobs in one function
+(``worker.pipeline_options``).  Defaults are those of the official SyncHuman
+release.  Validation is strict: a JSON ``true`` is not the integer 1 and
+``"7"`` is not a number; both answer ``invalid_options``.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ TEXTURE_SIZES = (512, 1024, 2048)
 class GenerationOptions(BaseModel):
     """Knobs of one generation; every one bounded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     seed: int = Field(43, ge=0, le=2**31 - 1, description="Random seed of both stages.")
     stage1_steps: int = Field(50, ge=1, le=200, description="Stage-1 diffusion steps.")
     guidance_scale: float = Field(3.0, ge=0.0, le=20.0, description="Stage-1 classifier-free guidance.")
     stage2_steps: int = Field(25, ge=1, le=100, description="Stage-2 flow sampling steps.")
     cfg_strength: float = Field(5.0, ge=0.0, le=20.0, description="Stage-2 classifier-free guidance.")
-    texture_size: int = Field(1024, ge=256, le=2048, description="Side of the baked texture (px); 512, 1024 or 2048.")
+    texture_size: int = Field(1024, ge=512, le=2048, description="Side of the baked texture (px); 512, 1024 or 2048.")
     simplify: float = Field(0.7, ge=0.0, le=0.98, description="Fraction of faces removed by simplification.")
     stage1_only: bool = Field(False, description="Stop after stage 1 (five views, normals, occupancy; no mesh).")
     rig: bool = Field(
@@ -37,19 +40,6 @@ class GenerationOptions(BaseModel):
         if value not in TEXTURE_SIZES:
             raise ValueError(f"texture_size must be one of {', '.join(map(str, TEXTURE_SIZES))}")
         return value
-
-    def stage1_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``Stage1Pipeline.__call__``."""
-        return {"num_inference_steps": self.stage1_steps, "guidance_scale": self.guidance_scale}
-
-    def stage2_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``Stage2Pipeline.__call__``."""
-        return {
-            "num_steps": self.stage2_steps,
-            "cfg_strength": self.cfg_strength,
-            "texture_size": self.texture_size,
-            "simplify": self.simplify,
-        }
 
 
 def option_bounds() -> dict[str, dict[str, Any]]:

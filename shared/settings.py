@@ -59,6 +59,8 @@ class ApiSettings(BaseModel):
     """How long an ``Idempotency-Key`` maps to its job."""
     generate_timeout_s: float = Field(600.0, gt=0)
     """How long the synchronous ``POST /generate`` waits before answering 504 with the job id."""
+    fast_job_reads: bool = True
+    """Answer ``GET /v1/jobs/{id}`` ahead of FastAPI's routing (``api.fast_reads``; same bytes)."""
 
 
 class WorkerSettings(BaseModel):
@@ -75,10 +77,17 @@ class WorkerSettings(BaseModel):
     max_attempts: int = Field(2, ge=1)
     """Starts of one job before it is marked failed (a job that kills its worker twice fails)."""
     visibility_timeout_s: int = Field(2 * 3600, ge=1)
-    """Redis broker redelivery delay for unacknowledged jobs; above the longest job."""
+    """Redis broker redelivery delay for unacknowledged jobs; above the longest job.  The last resort:
+    a dead worker's job is recovered from its missed heartbeats long before (``recovery_interval_s``)."""
     unacked_restore_interval_s: int = Field(10, ge=1)
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_ttl_s: int = Field(20, ge=2)
+    """A worker silent this long is dead: no longer counted, and its running job is recovered."""
+    recovery_interval_s: float = Field(5.0, gt=0)
+    """How often the API looks for running jobs whose worker's heartbeat expired (``api.recovery``)."""
+    redis_retry_s: float = Field(120.0, ge=0)
+    """How long a worker retries a job's status write while Redis is unreachable; past it the job
+    fails as ``queue_unavailable`` (retryable) or, if even that cannot be written, is recovered."""
 
 
 class WebhookSettings(BaseModel):

@@ -7,6 +7,11 @@ prefetch 1, a visibility timeout above the longest job).
 
 Webhook deliveries need no pipelines: a worker started with ``-Q webhooks``
 only (``-P threads -c 8`` suits it) loads none and publishes no heartbeat.
+
+This module is the top of the worker: the app, its process signals and the
+tasks it registers (``worker.tasks``).  It hands the runtime an ``announce``
+callable that queues webhook events through this app, so nothing below it
+imports the app.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import os
 
 from celery import Celery, signals
 
-from shared.queue import GPU_QUEUE, celery_config
+from shared.queue import GENERATE_TASK, GPU_QUEUE, WEBHOOK_TASK, celery_config
 from shared.settings import get_settings
 from shared.structured_logging import configure_logging
+from worker import tasks
+from worker.runtime import current_runtime, start_runtime, stop_runtime
+from worker.webhooks import announcer
 
 EXIT_PIPELINES_FAILED = 3
 """Exit status of a worker whose pipelines could not be loaded."""
@@ -26,29 +34,27 @@ EXIT_PIPELINES_FAILED = 3
 log = logging.getLogger("worker")
 app = Celery("synchuman-worker")
 app.conf.update(celery_config(get_settings()))
-app.conf.include = ["worker.tasks"]
+app.task(name=GENERATE_TASK, base=tasks.JobTask, acks_late=True)(tasks.generate)
+app.task(name=WEBHOOK_TASK, bind=True, acks_late=True)(tasks.deliver_webhook)
+announce = announcer(app)
 
 
 @signals.worker_init.connect
 def _load_pipelines_in_solo_worker(**_: object) -> None:
     """Process-start hook: the solo pool runs tasks in the main process."""
-    from worker.runtime import start_runtime
-
     configure_logging("worker")
     if _consumes_gpu_queue():
-        _start_or_exit(start_runtime)
+        _start_or_exit()
 
 
 @signals.worker_process_init.connect
 def _load_pipelines_in_child(**_: object) -> None:
     """Process-start hook for prefork children (one pipeline set per child)."""
-    from worker.runtime import start_runtime
-
     if _consumes_gpu_queue():
-        _start_or_exit(start_runtime)
+        _start_or_exit()
 
 
-def _start_or_exit(start_runtime) -> None:
+def _start_or_exit() -> None:
     """Load the pipelines, or end the process before it consumes a single job.
 
     Celery logs and swallows exceptions raised in signal handlers, so a worker
@@ -57,7 +63,7 @@ def _start_or_exit(start_runtime) -> None:
     leaves every job in the broker for a healthy worker.
     """
     try:
-        start_runtime(get_settings())
+        start_runtime(get_settings(), announce)
     except Exception:
         log.critical("pipelines failed to load; worker exits without consuming jobs", exc_info=True)
         logging.shutdown()
@@ -72,9 +78,7 @@ def _consumes_gpu_queue() -> bool:
 
 @signals.worker_shutting_down.connect
 def _release_running_job(**_: object) -> None:
-    """SIGTERM: the running job stops at its next step and is requeued (``worker.faults``)."""
-    from worker.runtime import current_runtime
-
+    """SIGTERM: the running job stops at its next step and is given back to the queue."""
     try:
         current_runtime().shutting_down.set()
     except RuntimeError:  # a webhooks-only worker has no runtime
@@ -83,6 +87,4 @@ def _release_running_job(**_: object) -> None:
 
 @signals.worker_shutdown.connect
 def _withdraw_heartbeat(**_: object) -> None:
-    from worker.runtime import stop_runtime
-
     stop_runtime()

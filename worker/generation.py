@@ -1,22 +1,30 @@
 """One generation job, start to finish, on a warm runtime.
 
-The task that calls :func:`run_job` may be delivered more than once (late
-acks: a worker that dies mid-job leaves its message to be redelivered), so
-this function is idempotent:
+The task that calls :func:`run_job` may be delivered more than once, so this
+is idempotent: :class:`~worker.attempt.JobAttempt` claims the job (or leaves a
+finished one alone, or ends one that used up its attempts) and owns every
+status change while it runs.  Artifacts always go to the same keys: the stage-1
+set is uploaded, then listed on the record in one write (clients see the five
+views while stage 2 runs); the full set is listed only when the job is marked
+succeeded, so no reader ever sees a partial or mixed set.
 
-* a finished job (succeeded, failed, canceled) is left alone;
-* a job already started ``worker.max_attempts`` times is marked failed
-  (``worker_lost``) instead of being run again, so a job that kills its worker
-  never loops;
-* otherwise the job (re)starts from its stored input.  Artifacts always go to
-  the same keys.  The record lists the stage-1 set once all of it is uploaded
-  (so clients see the five views while stage 2 runs) and the full set only
-  when it is marked succeeded, so no reader ever sees a partial or mixed set.
-  A restart clears the listed outputs first; a failed or canceled job lists
-  none and its partial artifacts are removed.
-* an attempt writes its outcome only while it still owns the job: if the job
-  outlived the visibility timeout and another worker claimed it, the older
-  attempt's result is dropped and the newer one finishes the job.
+How each failure ends the job (always through the attempt, so ``completed``
+fires once, and a failed or canceled job keeps no partial artifacts):
+
+==============================================  =====================================================
+what happened                                   the job
+==============================================  =====================================================
+a cancel was requested                          canceled at the next step
+the pipeline refused the input                  failed with the pipeline's code (``no_foreground``...)
+GPU out of memory                               failed ``gpu_out_of_memory`` (memory freed)
+a service error (storage down past retries...)  failed with its code
+the model raised anything else                  failed ``pipeline_error`` (message generic)
+anything else raised around the model           failed ``internal_error`` (message generic)
+Redis unreachable past ``worker.redis_retry_s``  failed ``queue_unavailable`` (retryable); if even that
+                                                cannot be written, recovered by the API (requeued)
+the worker shuts down (SIGTERM)                 released to the queue, the start not counted
+the attempt lost the job                        nothing: the job's owner finishes it
+==============================================  =====================================================
 """
 
 from __future__ import annotations
@@ -24,42 +32,48 @@ from __future__ import annotations
 import io
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
 from PIL import Image
 
-from shared.errors import JobCanceledError, JobNotFoundError, ServiceError, WorkerLostError
-from shared.jobs import JobError, JobRecord, JobStage, JobStatus, overall_progress, transition
+from shared.artifacts import artifact_key
+from shared.errors import (
+    InternalError,
+    InvalidInputError,
+    JobCanceledError,
+    JobNotFoundError,
+    PipelineError,
+    QueueUnavailableError,
+    ServiceError,
+)
+from shared.jobs import JobRecord, JobStage, JobStatus, overall_progress
 from shared.options import GenerationOptions
 from shared.storage.base import content_type_for
 from shared.structured_logging import job_id_var
-from worker.faults import (
-    AttemptSuperseded,
-    WorkerShuttingDown,
-    out_of_memory_error,
-    release_for_requeue,
-    remove_partial_artifacts,
-    retry_on_redis_errors,
-)
-from shared.webhooks import WebhookEvent
-from worker.webhooks import fire_event
+from worker.attempt import REDIS_ERRORS, AttemptStopped, AttemptSuperseded, JobAttempt, WorkerShuttingDown
+from worker.gpu_memory import out_of_memory_error
+from worker.pipeline_options import pipeline_options
 
 if TYPE_CHECKING:
     from worker.runtime import WorkerRuntime
 
 log = logging.getLogger("synchuman.worker")
 
+T = TypeVar("T")
+
 PROGRESS_WRITE_INTERVAL_S = 0.25
 """Least time between two progress writes to the job record."""
 
-
 PIPELINE_ERROR_MESSAGE = "the model failed on this job; the details are in the worker's log"
 """The job record's message for an unexpected pipeline exception (never its text: it may hold paths)."""
+INTERNAL_ERROR_MESSAGE = "the worker failed on this job; the details are in its log"
 
 
 class ProgressReporter:
-    """The pipelines' ``callback(stage, step, total)``: writes progress, checks for cancellation.
+    """The pipelines' ``callback(stage, step, total)``: writes progress, and raises to stop the run
+    when the worker shuts down, the job was canceled or the attempt lost the job.
 
     Cancellation is checked at every step (one Redis read), so a canceled job
     stops at the end of the step that was running; progress is written at most
@@ -68,9 +82,9 @@ class ProgressReporter:
     2 runs the export and reports it as ``export``).
     """
 
-    def __init__(self, runtime: WorkerRuntime, job_id: str) -> None:
+    def __init__(self, runtime: WorkerRuntime, attempt: JobAttempt) -> None:
         self.runtime = runtime
-        self.job_id = job_id
+        self.attempt = attempt
         self.stage = JobStage.preprocess
         self.entered_at: dict[JobStage, float] = {}
         """``time.perf_counter()`` when each stage began (the last time, for a stage entered twice)."""
@@ -80,7 +94,7 @@ class ProgressReporter:
         self.stage = stage
         self.entered_at[stage] = time.perf_counter()
         if self.runtime.watchdog is not None:
-            self.runtime.watchdog.arm(self.job_id, stage.value)
+            self.runtime.watchdog.arm(self.attempt.job_id, stage.value)
         self._write(overall_progress(stage, 0, 1))
 
     def __call__(self, stage_name: str, step: int, total: int) -> None:
@@ -88,203 +102,116 @@ class ProgressReporter:
             raise WorkerShuttingDown("the worker is shutting down")
         if stage_name in JobStage.__members__ and stage_name != self.stage.value:
             self.enter(JobStage(stage_name))
-        now = time.monotonic()
-        if step < total and now - self._last_write < PROGRESS_WRITE_INTERVAL_S:
-            self._check_canceled()
+        if step < total and time.monotonic() - self._last_write < PROGRESS_WRITE_INTERVAL_S:
+            self.attempt.check()
             return
         self._write(overall_progress(self.stage, step, total))
 
-    def _check_canceled(self) -> None:
-        try:
-            record = self.runtime.store.get(self.job_id)
-        except (redis.ConnectionError, redis.TimeoutError):  # checked again at the next step
-            return
-        self._check_owner(record)
-
-    def _check_owner(self, record: JobRecord) -> None:
-        worker_id = self.runtime.heartbeat.worker_id
-        if record.status is JobStatus.running and record.worker_id != worker_id:
-            raise AttemptSuperseded(f"the job was claimed by {record.worker_id}")
-        if record.cancel_requested:
-            raise JobCanceledError("the job was canceled")
-
     def _write(self, progress: float) -> None:
         self._last_write = time.monotonic()
-        stage = self.stage
-
-        worker_id = self.runtime.heartbeat.worker_id
-
-        def advance(record: JobRecord) -> JobRecord | None:
-            if record.status is not JobStatus.running or record.worker_id != worker_id:
-                return None
-            return record.model_copy(update={"stage": stage, "progress": max(progress, record.progress, 0.0)})
-
-        try:
-            record = self.runtime.store.update(self.job_id, advance)
-        except (redis.ConnectionError, redis.TimeoutError):  # progress is advisory; the job goes on
-            log.warning("progress not written: redis unreachable", extra={"job_id": self.job_id})
-            return
-        self._check_owner(record)
+        self.attempt.progress(self.stage, progress)
 
 
 def run_job(runtime: WorkerRuntime, job_id: str) -> JobRecord | None:
-    """Run (or finish off) job ``job_id``; returns its final record, or None if it is gone."""
-    store = runtime.store
-    max_attempts = runtime.settings.worker.max_attempts
-
-    def start(record: JobRecord) -> JobRecord | None:
-        if record.status.is_terminal:
-            return None
-        if record.attempts >= max_attempts:
-            lost = WorkerLostError(f"the job stopped its worker {record.attempts} times; giving up")
-            return transition(record, JobStatus.failed, error=JobError(**lost.to_dict()))
-        return transition(
-            record,
-            JobStatus.running,
-            attempts=record.attempts + 1,
-            stage=JobStage.preprocess,
-            progress=0.0,
-            worker_id=runtime.heartbeat.worker_id,
-            pipeline=runtime.pipeline_info,
-            timings={},
-            outputs={},  # an earlier attempt's stage-1 set is rewritten by this one
-        )
-
+    """Run (or finish off) job ``job_id``; returns its record afterwards, or None if it is gone."""
+    attempt = runtime.attempt_for(job_id)
+    runtime.set_busy(job_id)  # before the claim: a running job's worker always names it in its heartbeat
     try:
-        record = store.update(job_id, start)
-    except JobNotFoundError:
-        log.warning("job record missing; message dropped", extra={"job_id": job_id})
-        return None
-    if record.status is not JobStatus.running or record.worker_id != runtime.heartbeat.worker_id:
-        return record
-    fire_event(record, WebhookEvent.started)
+        record = attempt.claim(max_attempts=runtime.settings.worker.max_attempts, pipeline=runtime.pipeline_info)
+        if record is None:
+            return _current(runtime, job_id)
+        return _run_claimed(runtime, attempt, record)
+    finally:
+        runtime.set_busy(None)
 
-    runtime.set_busy(job_id)
+
+def _run_claimed(runtime: WorkerRuntime, attempt: JobAttempt, record: JobRecord) -> JobRecord | None:
+    job_id = record.id
     started = time.monotonic()
     job_token = job_id_var.set(job_id)
     if record.attempts == 1 and record.started_at is not None:
         runtime.metrics.observe_wait(record.started_at - record.created_at)
     try:
-        outputs, timings = _generate(runtime, record)
+        outputs, timings = _generate(runtime, attempt, record)
+        final = attempt.succeed(outputs, timings)
     except JobCanceledError:
-        remove_partial_artifacts(runtime.storage, job_id)
-        return store.transition(job_id, JobStatus.canceled)
+        final = attempt.cancel()
     except WorkerShuttingDown:
         log.info("job released to another worker: shutting down", extra={"job_id": job_id})
-        return release_for_requeue(store, job_id, runtime.heartbeat.worker_id)
+        final = attempt.release()
     except AttemptSuperseded as exc:
         log.warning("attempt stopped: %s", exc, extra={"job_id": job_id})
-        return store.get(job_id)
+        final = None
+    except REDIS_ERRORS:
+        log.error("redis unreachable past the retry window", extra={"job_id": job_id})
+        final = attempt.fail(QueueUnavailableError("the service lost its job queue while running the job; retry it"))
     except ServiceError as exc:
-        return _fail(runtime, job_id, exc.to_dict())
-    except Exception as exc:  # the model failed: keep the record truthful, never loop
-        input_error = _pipeline_input_error(exc)
-        if input_error is not None:
-            return _fail(runtime, job_id, input_error)
-        oom_error = out_of_memory_error(exc)
-        if oom_error is not None:
-            return _fail(runtime, job_id, oom_error)
-        log.exception("job failed", extra={"job_id": job_id, "error": type(exc).__name__})
-        retryable = type(exc).__name__ in ("OutOfMemoryError", "MemoryError")
-        return _fail(runtime, job_id, {"code": "pipeline_error", "message": PIPELINE_ERROR_MESSAGE, "retryable": retryable})
+        final = attempt.fail(exc)
+    except Exception as exc:  # a defect around the model: keep the record truthful, never loop
+        log.error("job failed", extra={"job_id": job_id, "error": type(exc).__name__}, exc_info=exc)
+        final = attempt.fail(InternalError(INTERNAL_ERROR_MESSAGE))
     finally:
         if runtime.watchdog is not None:
             runtime.watchdog.disarm()
         job_id_var.reset(job_token)
-        runtime.set_busy(None)
-
-    final = _finish_attempt(runtime, job_id, JobStatus.succeeded, stage=JobStage.upload, outputs=outputs, timings=timings)
-    if final is None:
-        return store.get(job_id)
-    for stage_name, seconds in timings.items():
-        if stage_name != "total":
-            runtime.metrics.observe_stage(stage_name, seconds)
-    store.record_duration(time.monotonic() - started)
-    runtime.heartbeat.jobs_done += 1
-    log.info("job succeeded", extra={"job_id": job_id, "seconds": round(time.monotonic() - started, 2)})
-    return final
+    if final is not None and final.status is JobStatus.succeeded:
+        for stage_name, seconds in final.timings.items():
+            if stage_name != "total":
+                runtime.metrics.observe_stage(stage_name, seconds)
+        runtime.store.record_duration(time.monotonic() - started)
+        runtime.heartbeat.jobs_done += 1
+    return final if final is not None else _current(runtime, job_id)
 
 
-def _pipeline_input_error(exc: Exception) -> dict[str, Any] | None:
+def _current(runtime: WorkerRuntime, job_id: str) -> JobRecord | None:
+    try:
+        return runtime.store.get(job_id)
+    except JobNotFoundError:
+        return None
+
+
+def run_model(stage: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call one pipeline stage; what it raises becomes the service error the job fails with.
+
+    The input refused -> the pipeline's code; GPU memory exhausted -> ``gpu_out_of_memory``
+    (memory freed); anything else -> ``pipeline_error``, its text in the log only (it may
+    hold paths).  The attempt's own stops (cancel, shutdown, lost job) pass through.
+    """
     from pipelines.base import PipelineInputError
 
-    if isinstance(exc, PipelineInputError):
-        return {"code": exc.code, "message": exc.message, "retryable": False}
-    return None
+    try:
+        return stage(*args, **kwargs)
+    except (AttemptStopped, ServiceError):
+        raise
+    except PipelineInputError as exc:
+        raise InvalidInputError(exc.message, code=exc.code) from None
+    except Exception as exc:
+        oom = out_of_memory_error(exc)
+        if oom is not None:
+            raise oom from None
+        log.error("the model failed", extra={"error": type(exc).__name__}, exc_info=exc)
+        raise PipelineError(PIPELINE_ERROR_MESSAGE, retryable=isinstance(exc, MemoryError)) from None
 
 
-def _fail(runtime: WorkerRuntime, job_id: str, error: dict[str, Any]) -> JobRecord:
-    failed = _finish_attempt(runtime, job_id, JobStatus.failed, error=JobError(**error))
-    if failed is None:
-        return runtime.store.get(job_id)
-    log.info("job failed", extra={"job_id": job_id, "code": error["code"]})
-    remove_partial_artifacts(runtime.storage, job_id)
-    return failed
-
-
-def _finish_attempt(runtime: WorkerRuntime, job_id: str, status: JobStatus, **changes: Any) -> JobRecord | None:
-    """Write this attempt's outcome, only if the job is still this worker's running attempt.
-
-    A job that outlives the broker's visibility timeout is redelivered and
-    claimed by another worker while this one still runs it; the newer attempt
-    owns the record from then on.  This attempt's outcome is then dropped
-    (returns None), and it leaves the artifacts alone: the owner writes the
-    same keys and publishes them itself.
-    """
-    worker_id = runtime.heartbeat.worker_id
-    applied: list[JobRecord] = []
-
-    def finish(record: JobRecord) -> JobRecord | None:
-        if record.status is not JobStatus.running or record.worker_id != worker_id:
-            return None
-        applied.append(transition(record, status, **changes))
-        return applied[-1]
-
-    current = retry_on_redis_errors(lambda: runtime.store.update(job_id, finish))
-    if not applied or current is not applied[-1]:
-        log.warning(
-            "outcome dropped: the job is no longer this worker's attempt",
-            extra={"job_id": job_id, "status": current.status.value, "owner": current.worker_id},
-        )
-        return None
-    return current
-
-
-def _publish_stage1(runtime: WorkerRuntime, record: JobRecord, files: dict[str, bytes]) -> dict[str, str]:
-    """Upload the whole stage-1 set, then list it on the record; returns the outputs listed (name -> key).
-
-    Uploading everything before the one record write means a reader sees either
-    no stage-1 outputs or all of them.  The ``stage1.completed`` webhook fires
-    after the write, so its payload carries the stage-1 URLs.
-    """
-    outputs: dict[str, str] = {"input.png": record.input_key}
+def _upload(runtime: WorkerRuntime, job_id: str, files: dict[str, bytes]) -> dict[str, str]:
+    """Store ``files`` (artifact name -> bytes) under the job's prefix; artifact name -> key."""
+    keys = {}
     for name, data in files.items():
-        key = f"jobs/{record.id}/stage1/{name}"
+        key = artifact_key(job_id, name)
         runtime.storage.put_bytes(key, data, content_type_for(key))
-        outputs[f"stage1/{name}"] = key
-    worker_id = record.worker_id
-
-    def publish(current: JobRecord) -> JobRecord | None:
-        if current.status is not JobStatus.running or current.worker_id != worker_id:
-            return None  # canceled, timed out or taken over meanwhile: list nothing
-        return current.model_copy(update={"outputs": outputs})
-
-    published = retry_on_redis_errors(lambda: runtime.store.update(record.id, publish))
-    if published.cancel_requested:
-        raise JobCanceledError("the job was canceled")
-    if published.status is JobStatus.running and published.outputs == outputs:
-        fire_event(published, WebhookEvent.stage1_completed)
-    return outputs
+        keys[name] = key
+    return keys
 
 
-def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str], dict[str, float]]:
+def _generate(runtime: WorkerRuntime, attempt: JobAttempt, record: JobRecord) -> tuple[dict[str, str], dict[str, float]]:
     """Run both stages and upload every artifact; returns (name -> key, timings)."""
     import torch
 
     from pipelines.artifacts import results_zip, stage1_files, stage2_files
 
     options = GenerationOptions.model_validate(record.options)
-    progress = ProgressReporter(runtime, record.id)
+    stage1_options, stage2_options = pipeline_options(options)
+    progress = ProgressReporter(runtime, attempt)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -302,16 +229,18 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
 
     progress.enter(JobStage.stage1)
     generator = torch.Generator(device="cpu").manual_seed(options.seed)
-    views = runtime.pipelines.stage1(image, generator=generator, callback=progress, **options.stage1_kwargs())
+    views = run_model(runtime.pipelines.stage1, image, generator=generator, callback=progress, **asdict(stage1_options))
     lap(JobStage.stage1)
     s1 = stage1_files(views)
-    outputs = _publish_stage1(runtime, record, s1)
+    # The whole stage-1 set is uploaded before the one record write that lists it.
+    outputs = {"input.png": record.input_key, **_upload(runtime, record.id, {f"stage1/{n}": d for n, d in s1.items()})}
+    attempt.publish_stage1(outputs)
     lap(JobStage.upload)
 
     mesh = None
     if not options.stage1_only:
         progress.enter(JobStage.stage2)
-        mesh = runtime.pipelines.stage2(views, generator=generator, callback=progress, **options.stage2_kwargs())
+        mesh = run_model(runtime.pipelines.stage2, views, generator=generator, callback=progress, **asdict(stage2_options))
         # A stage-2 pipeline that exports the mesh itself reports it as ``export``: time it as such.
         lap(JobStage.stage2, until=progress.entered_at.get(JobStage.export))
 
@@ -320,7 +249,7 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
     if mesh is not None and options.rig:
         from pipelines.rig import rig_glb
 
-        rigged = rig_glb(mesh.glb, views.colors[0])  # the front view the mesh was built from
+        rigged = run_model(rig_glb, mesh.glb, views.colors[0])  # the front view the mesh was built from
     s2 = stage2_files(mesh, rigged.glb if rigged else None) if mesh is not None else {}
     metadata = {
         "job_id": record.id,
@@ -340,13 +269,9 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
     lap(JobStage.export)
 
     progress.enter(JobStage.upload)
-    prefix = f"jobs/{record.id}"
     files = {f"stage2/{name}": data for name, data in s2.items()}  # stage 1 is already uploaded
     files["results.zip"] = archive
-    for name, data in files.items():
-        key = f"{prefix}/{name}"
-        runtime.storage.put_bytes(key, data, content_type_for(key))
-        outputs[name] = key
+    outputs.update(_upload(runtime, record.id, files))
     lap(JobStage.upload)
     timings["total"] = round(sum(timings.values()), 3)
     return outputs, timings

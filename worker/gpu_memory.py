@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 
+from shared.errors import GpuOutOfMemoryError
+
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for ``torch.cuda.OutOfMemoryError`` (and the CUDA OOM RuntimeErrors of old builds)."""
@@ -20,6 +22,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc)
+
+
+def out_of_memory_error(exc: BaseException) -> GpuOutOfMemoryError | None:
+    """The job error for a GPU out-of-memory exception (its memory freed), or None for other errors."""
+    if not is_out_of_memory(exc):
+        return None
+    release_failed_attempt(exc)
+    return GpuOutOfMemoryError("the job did not fit in GPU memory; try smaller options or retry later")
 
 
 def release_failed_attempt(exc: BaseException) -> None:

@@ -3,7 +3,11 @@
 Built once by the process-start hook in ``worker.celery_app``; the pipelines
 are loaded there (never at import time) and stay on the device for the life
 of the process.  A heartbeat thread publishes the worker's identity and
-state (``shared.heartbeat``) so the API knows a warm worker exists.
+state (``shared.heartbeat``) so the API knows a warm worker exists, and which
+job it runs (a running job whose worker stops beating is recovered by the API).
+
+The Celery app hands the runtime an ``announce(record, event)`` callable that
+queues webhook events; nothing below the app imports it.
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from shared.errors import JobTimeoutError
 from shared.heartbeat import WorkerHeartbeat, publish, withdraw
-from shared.job_store import JobStore
-from shared.settings import Settings, WorkerSettings
 from shared.job_metrics import JobMetrics
+from shared.job_store import JobStore
+from shared.queue import celery_producer
+from shared.settings import Settings, WorkerSettings
 from shared.storage import Storage, build_storage
 from shared.storage.retrying import RetryingStorage
-from worker.faults import fail_timed_out, stage_limits
+from worker.attempt import Announce, JobAttempt
 from worker.gpu_memory import gpu_memory_bytes
-from worker.watchdog import StageWatchdog
+from worker.watchdog import StageWatchdog, stage_limits
+from worker.webhooks import announcer
 
 if TYPE_CHECKING:
     from pipelines.base import GenerationPipelines
@@ -43,6 +50,8 @@ class WorkerRuntime:
     storage: Storage
     pipelines: GenerationPipelines
     heartbeat: WorkerHeartbeat
+    announce: Announce
+    """Queues a webhook event of a job (the Celery app's, handed down at start)."""
     metrics: JobMetrics | None = None
     watchdog: StageWatchdog | None = None
     """Per-stage time limits (``worker.watchdog``); fails the job with ``timeout`` and recycles the process."""
@@ -52,8 +61,13 @@ class WorkerRuntime:
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, settings: Settings, pipelines: GenerationPipelines | None = None) -> WorkerRuntime:
-        """Connect to Redis and storage, load the pipelines, start the heartbeat."""
+    def start(
+        cls, settings: Settings, pipelines: GenerationPipelines | None = None, *, announce: Announce | None = None
+    ) -> WorkerRuntime:
+        """Connect to Redis and storage, load the pipelines, start the heartbeat.
+
+        ``announce`` defaults to queuing events through a producer of its own.
+        """
         client = redis.Redis.from_url(settings.redis.url)
         store = JobStore(client, prefix=settings.redis.key_prefix, retention_s=settings.jobs.retention_s)
         storage = RetryingStorage(build_storage(settings.storage), settings.storage_retry)
@@ -74,9 +88,10 @@ class WorkerRuntime:
         heartbeat.pipeline_version = pipelines.version
         heartbeat.device = pipelines.device
         heartbeat.state = "warm"
-        runtime = cls(settings=settings, store=store, storage=storage, pipelines=pipelines, heartbeat=heartbeat)
+        runtime = cls(settings=settings, store=store, storage=storage, pipelines=pipelines, heartbeat=heartbeat,
+                      announce=announce or announcer(celery_producer(settings)))
         runtime.metrics = JobMetrics(client, prefix=settings.redis.key_prefix)
-        runtime.watchdog = StageWatchdog(stage_limits(settings), fail_timed_out(store, storage)).start()
+        runtime.watchdog = StageWatchdog(stage_limits(settings.watchdog), runtime.fail_timed_out).start()
         runtime.beat()
         runtime._thread = threading.Thread(target=runtime._beat_forever, name="heartbeat", daemon=True)
         runtime._thread.start()
@@ -89,6 +104,16 @@ class WorkerRuntime:
     @property
     def pipeline_info(self) -> dict[str, str]:
         return {"name": self.pipelines.name, "version": self.pipelines.version, "device": self.pipelines.device}
+
+    def attempt_for(self, job_id: str) -> JobAttempt:
+        """This worker's attempt at ``job_id`` (the owner of its status while it runs here)."""
+        return JobAttempt(self.store, self.storage, job_id, worker_id=self.heartbeat.worker_id,
+                          announce=self.announce, redis_retry_s=self.settings.worker.redis_retry_s)
+
+    def fail_timed_out(self, job_id: str, stage: str, limit_s: float) -> None:
+        """The watchdog's ``on_timeout``: the job fails with ``timeout`` (then the process is recycled)."""
+        error = JobTimeoutError(f"stage {stage} ran longer than its limit of {limit_s:g} s")
+        self.attempt_for(job_id).fail(error, deadline_s=10.0)
 
     def beat(self) -> None:
         memory = gpu_memory_bytes(self.heartbeat.device)
@@ -166,12 +191,12 @@ _runtime: WorkerRuntime | None = None
 _lock = threading.Lock()
 
 
-def start_runtime(settings: Settings) -> WorkerRuntime:
+def start_runtime(settings: Settings, announce: Announce) -> WorkerRuntime:
     """The process's runtime, started on first call (the process-start hook)."""
     global _runtime
     with _lock:
         if _runtime is None:
-            _runtime = WorkerRuntime.start(settings)
+            _runtime = WorkerRuntime.start(settings, announce=announce)
         return _runtime
 
 

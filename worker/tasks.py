@@ -1,4 +1,8 @@
-"""Thin Celery tasks: they take ids and call into the runtime."""
+"""The worker's tasks: thin functions that take ids and call into the runtime.
+
+``worker.celery_app`` registers them under their task names; nothing here
+imports the app.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,12 @@ import logging
 from celery import Task
 from celery.exceptions import Reject
 
-from shared.errors import JobNotFoundError
-from shared.jobs import JobError, JobStatus
-from shared.queue import GENERATE_TASK, WEBHOOK_TASK
-from shared.webhooks import WebhookEvent
-from worker.celery_app import app
+from shared.errors import InternalError
+from shared.jobs import JobStatus
+from worker.attempt import REDIS_ERRORS
 from worker.generation import run_job
 from worker.runtime import current_runtime
-from worker.webhooks import deliver, delivery_context, fire_event
+from worker.webhooks import deliver, delivery_context
 
 log = logging.getLogger("synchuman.worker")
 
@@ -27,49 +29,30 @@ class JobTask(Task):
         if not job_id:
             return
         log.error("job task failed", extra={"job_id": job_id, "error": type(exc).__name__}, exc_info=exc)
-        error = JobError(code="internal_error", message="the worker failed on this job; the details are in its log",
-                         retryable=True)
-
-        def fail(record):
-            if record.status.is_terminal:
-                return None
-            from shared.jobs import transition
-
-            return transition(record, JobStatus.failed, error=error)
-
+        error = InternalError("the worker failed on this job; the details are in its log")
         try:
-            current_runtime().store.update(job_id, fail)
+            current_runtime().attempt_for(job_id).fail(error, deadline_s=10.0)
         except Exception:  # noqa: BLE001 - best effort; the original error is what matters
             log.exception("could not mark job failed", extra={"job_id": job_id})
 
 
-@app.task(name=GENERATE_TASK, base=JobTask, acks_late=True)
 def generate(job_id: str) -> str | None:
     """Generate job ``job_id`` (idempotent: safe to deliver more than once)."""
     runtime = current_runtime()
-    finished_before = _is_finished(runtime, job_id)
-    record = run_job(runtime, job_id)
+    try:
+        record = run_job(runtime, job_id)
+    except REDIS_ERRORS as exc:  # not even the failure could be written: try the message again later
+        raise Reject(f"redis unreachable: {type(exc).__name__}; job requeued", requeue=True) from exc
     if record is None:
         return None
-    if runtime.shutting_down.is_set() and not record.status.is_terminal:
+    if runtime.shutting_down.is_set() and record.status is JobStatus.queued:
         raise Reject("the worker is shutting down; job requeued", requeue=True)
-    if record.status.is_terminal and not finished_before:
-        fire_event(record, WebhookEvent.completed, app)
     return record.status.value
 
 
-def _is_finished(runtime, job_id: str) -> bool:  # noqa: ANN001 - WorkerRuntime
-    """Whether the job was already terminal before this message (then its webhook already fired)."""
-    try:
-        return runtime.store.get(job_id).status.is_terminal
-    except JobNotFoundError:
-        return True
-
-
-@app.task(name=WEBHOOK_TASK, bind=True, acks_late=True)
 def deliver_webhook(
-    self: Task, job_id: str, event: str, delivery_id: str, attempt: int = 1, redelivery_of: str | None = None
+    task: Task, job_id: str, event: str, delivery_id: str, attempt: int = 1, redelivery_of: str | None = None
 ) -> str | None:
     """One attempt of one webhook delivery (``worker.webhooks.deliver``); it queues its own retries."""
-    delivery = deliver(delivery_context(), self.app, job_id, event, delivery_id, attempt, redelivery_of=redelivery_of)
+    delivery = deliver(delivery_context(), task.app, job_id, event, delivery_id, attempt, redelivery_of=redelivery_of)
     return delivery.state.value if delivery else None

@@ -27,12 +27,20 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from shared.settings import WatchdogSettings
+
 log = logging.getLogger("synchuman.worker.watchdog")
 
 TIMEOUT_EXIT_CODE = 75
 """Exit status of a worker recycled by its watchdog (EX_TEMPFAIL: restart me)."""
 
 TimeoutHandler = Callable[[str, str, float], None]
+
+
+def stage_limits(settings: WatchdogSettings) -> dict[str, float]:
+    """Seconds each stage may run (0: unlimited)."""
+    return {"preprocess": settings.preprocess_s, "stage1": settings.stage1_s, "stage2": settings.stage2_s,
+            "export": settings.export_s, "upload": settings.upload_s}
 
 
 @dataclass(frozen=True)

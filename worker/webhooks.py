@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -210,14 +211,16 @@ def deliver(
     return logged
 
 
-def fire_event(record: JobRecord, event: WebhookEvent, producer: Celery | None = None) -> None:
-    """Queue ``event`` for ``record`` if its webhook wants it; a broker hiccup never fails the job.
+def announcer(producer: Celery) -> Callable[[JobRecord, WebhookEvent], None]:
+    """``announce(record, event)``: queue ``event`` if the job's webhook wants it, through ``producer``.
 
-    ``producer`` defaults to the worker's Celery app.
+    A broker hiccup never fails the job: its outcome matters more than one notification.
     """
-    if producer is None:
-        from worker.celery_app import app as producer
-    try:
-        fire(producer, record, event)
-    except Exception:  # noqa: BLE001 - the job's outcome matters more than one notification
-        log.warning("webhook not queued", extra={"job_id": record.id, "webhook_event": event.value}, exc_info=True)
+
+    def announce(record: JobRecord, event: WebhookEvent) -> None:
+        try:
+            fire(producer, record, event)
+        except Exception:  # noqa: BLE001
+            log.warning("webhook not queued", extra={"job_id": record.id, "webhook_event": event.value}, exc_info=True)
+
+    return announce

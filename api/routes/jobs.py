@@ -1,52 +1,62 @@
-"""``/v1/jobs``: submit a photo, read a job, fetch its result, cancel it."""
+"""``/v1/jobs``: every route of the job resource.
+
+Submit a photo, read a job, follow it to its GLB or to any artifact, cancel
+it, read and redeliver its webhooks.  Every route with a ``{job_id}`` takes
+:data:`~api.auth.JobDep`: the job read once, and only if the caller may see it.
+
+Cancel (``POST /v1/jobs/{id}/cancel``) applies the one cancel rule
+(``shared.jobs.cancel``): queued → canceled at once (200); running → the cancel
+is requested (202) and the worker ends the job at its next step; running on a
+worker whose heartbeat expired → canceled at once (200), as nobody else would;
+canceled → 200 again; succeeded or failed → 409 ``job_not_cancelable``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Form, Header, Request, UploadFile
+from fastapi import APIRouter, Body, Header, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from fastapi.responses import RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as StarletteUpload
 
+from api.auth import JobDep, JobLookup
 from api.context import ApiContext, ContextDep
-from api.image_checks import check_image
-from api.security import admit_submission
-from api.schemas import ErrorBody, JobCreated, JobRead
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import HELP as IDEMPOTENCY_HELP
-from api.idempotency import idempotency_keys, replay_response, request_fingerprint
-from api.lifecycle import cancel_job as cancel_or_request_cancel
-from api.url_fetch import fetch_image
-from shared import url_policy
-from shared.job_view import job_body
-from shared.webhooks import EVENTS_HELP as WEBHOOK_EVENTS_HELP
-from shared.webhooks import parse_events
+from api.job_reads import job_json, json_response
+from api.schemas import ErrorBody, JobCreated, JobRead
+from api.submission import Submission, parse_options, submit
+from shared.artifacts import remove_partial_artifacts
 from shared.errors import (
-    InvalidOptionsError,
+    InvalidInputError,
+    JobNotFoundError,
     JobNotReadyError,
     MissingImageError,
-    PayloadTooLargeError,
-    ServiceUnavailableError,
+    NoWebhookError,
+    UnsupportedMediaTypeError,
 )
-from shared.jobs import JobRecord, JobStatus, new_job_id
-from shared.options import GenerationOptions
-from shared.queue import GENERATE_TASK, GPU_QUEUE
+from shared.heartbeat import is_orphaned_async
+from shared.jobs import JobRecord, JobStatus, cancel
+from shared.webhooks import EVENTS_HELP as WEBHOOK_EVENTS_HELP
+from shared.webhooks import WebhookEvent, fire, read_log, send_delivery
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-INLINE_CHECK_BYTES = 512 * 1024
-"""Uploads up to this size are checked on the event loop; larger ones in a thread."""
-
-OPTIONS_EXAMPLE = '{"seed": 43, "stage1_steps": 50, "guidance_scale": 3.0, "stage2_steps": 25, "cfg_strength": 5.0, "texture_size": 1024, "simplify": 0.7}'
+OPTIONS_EXAMPLE = {"seed": 43, "stage1_steps": 50, "guidance_scale": 3.0, "stage2_steps": 25,
+                   "cfg_strength": 5.0, "texture_size": 1024, "simplify": 0.7}
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+JSON_TYPE = "application/json"
 
 BAD_INPUT = {
     400: {"model": ErrorBody, "description": "Neither or both of `image` and `image_url` (`missing_image`)."},
     413: {"model": ErrorBody, "description": "Over the byte cap (`payload_too_large`)."},
-    415: {"model": ErrorBody, "description": "An image format other than PNG/JPEG/WebP (`unsupported_format`)."},
+    415: {"model": ErrorBody, "description": "An image format other than PNG/JPEG/WebP (`unsupported_format`), "
+          "or a body that is neither a form nor JSON (`unsupported_media_type`)."},
     422: {
         "model": ErrorBody,
         "description": "`empty_upload`, `invalid_image`, `image_too_large`, `no_foreground`, "
@@ -56,55 +66,82 @@ BAD_INPUT = {
 }
 
 
-def _links(job_id: str) -> dict[str, str]:
-    base = f"/v1/jobs/{job_id}"
-    return {"self": base, "result": f"{base}/result", "cancel": f"{base}/cancel"}
-
-
-def _parse_options(raw: str | None) -> GenerationOptions:
-    if raw is None or not raw.strip():
-        return GenerationOptions()
-    try:
-        return GenerationOptions.model_validate_json(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}" for err in exc.errors()
-        )
-        raise InvalidOptionsError(f"invalid options: {problems}") from None
-
-
 class SubmitForm(BaseModel):
     """The form fields of ``POST /v1/jobs`` (multipart, or urlencoded when there is no file)."""
 
     image: UploadFile | None = Field(None, description="PNG, JPEG or WebP; RGBA cut-outs or opaque photos")
     image_url: str | None = Field(None, description="http(s) URL of the photo instead of an upload")
-    options: str | None = Field(None, description="JSON object of generation options", examples=[OPTIONS_EXAMPLE])
+    options: str | None = Field(None, description="JSON object of generation options",
+                                examples=[orjson.dumps(OPTIONS_EXAMPLE).decode()])
     webhook_url: str | None = Field(None, description="Called (POST, signed) when the job finishes")
     webhook_events: str | None = Field(None, description=WEBHOOK_EVENTS_HELP, examples=["started,completed"])
 
     @classmethod
-    def from_form(cls, form: FormData) -> SubmitForm:
-        """Validate a parsed form as FastAPI does for this model.
-
-        Empty text fields and empty file inputs (what a browser sends when no
-        file was chosen) count as absent; a field of the wrong kind (text
-        where a file belongs) is a ``RequestValidationError`` with the same
-        ``body.<field>`` location FastAPI reports.
-        """
+    def from_form(cls, form: FormData) -> Submission:
+        """Validate a parsed form.  Empty text fields and empty file inputs (what a browser sends
+        when no file was chosen) count as absent; text where the file belongs is ``invalid_request``."""
         given = {
             name: value for name, value in form.items()
             if name in cls.model_fields and value != "" and not _is_empty_file_input(value)
         }
         try:
-            return cls.model_validate(given)
+            fields = cls.model_validate(given)
         except ValidationError as exc:
             raise RequestValidationError(
                 [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
             ) from None
+        return Submission(image=fields.image, image_url=fields.image_url, options=parse_options(fields.options),
+                          webhook_url=fields.webhook_url, webhook_events=fields.webhook_events)
 
 
 def _is_empty_file_input(value: object) -> bool:
-    return isinstance(value, UploadFile) and value.filename == "" and value.size == 0
+    return isinstance(value, StarletteUpload) and value.filename == "" and value.size == 0
+
+
+class SubmitJson(BaseModel):
+    """``POST /v1/jobs`` with a JSON body (as clients of hosted APIs send it): a photo by URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_url: str | None = Field(None, description="http(s) URL of the photo")
+    options: dict[str, Any] | None = Field(None, description="Generation options", examples=[OPTIONS_EXAMPLE])
+    webhook_url: str | None = Field(None, description="Called (POST, signed) when the job finishes")
+    webhook_events: list[str] | str | None = Field(None, description=WEBHOOK_EVENTS_HELP)
+
+    @classmethod
+    def from_body(cls, body: bytes) -> Submission:
+        try:
+            fields = cls.model_validate_json(body)
+        except ValidationError as exc:
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+            )
+            raise InvalidInputError(f"invalid JSON body: {details}", code="invalid_request") from None
+        return Submission(image_url=fields.image_url, options=parse_options(fields.options),
+                          webhook_url=fields.webhook_url, webhook_events=fields.webhook_events)
+
+
+def _form_schema() -> dict[str, Any]:
+    schema = SubmitForm.model_json_schema()
+    schema["properties"]["image"] = {"type": "string", "format": "binary",
+                                     "description": SubmitForm.model_fields["image"].description}
+    return schema
+
+
+SUBMIT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": _form_schema()},
+            "application/x-www-form-urlencoded": {"schema": _form_schema()},
+            JSON_TYPE: {"schema": SubmitJson.model_json_schema()},
+        },
+    }
+}
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 @router.post(
@@ -112,111 +149,28 @@ def _is_empty_file_input(value: object) -> bool:
     status_code=202,
     response_model=JobCreated,
     summary="Submit a photo of a person; answers at once with the queued job",
+    description="A multipart form (`image` file or `image_url`), or a JSON object with `image_url`. "
+    "`options` is a JSON object (in a form: its JSON text).",
     responses=BAD_INPUT,
+    openapi_extra=SUBMIT_BODY,
 )
 async def create_job(
     request: Request,
     ctx: ContextDep,
-    form: Annotated[SubmitForm, Form(media_type="multipart/form-data")],
     idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER, description=IDEMPOTENCY_HELP)] = None,
 ) -> Response:
-    """Form bodies are answered by :func:`api.fast_submit.submit_form` ahead of this route,
-    which documents the endpoint and answers every other content type."""
-    return await submit_job(request, ctx, form, idempotency_key)
-
-
-async def submit_job(request: Request, ctx: ApiContext, form: SubmitForm, idempotency_key: str | None) -> Response:
-    """Check the photo, store it, create the job and queue it; the 202 answer.
-
-    With an ``Idempotency-Key`` the key is reserved before anything else
-    counts: a replay answers with the earlier job without spending a
-    rate-limit token, and a submission that fails after the reservation
-    (refused by the limits, storage or queue down) releases the key, so the
-    client's retry with the same key is a new attempt, not a replay of a job
-    that never existed.
-    """
-    settings = ctx.settings.api
-    image, image_url, webhook_url = form.image, form.image_url, form.webhook_url
-    if (image is None) == (not image_url):
+    media_type = _media_type(request)
+    if media_type in FORM_TYPES:
+        async with request.form() as form:
+            return await submit(request, ctx, SubmitForm.from_form(form), idempotency_key)
+    if media_type == JSON_TYPE:
+        return await submit(request, ctx, SubmitJson.from_body(await request.body()), idempotency_key)
+    if not media_type and not await request.body():
         raise MissingImageError("send exactly one of `image` (a file) or `image_url`")
-    parsed = _parse_options(form.options)
-    events = parse_events(form.webhook_events) if webhook_url else []
-    if webhook_url:
-        await run_in_threadpool(url_policy.resolve_allowed, webhook_url, ctx.settings.webhooks.allow_hosts)
-    if image is not None:
-        if image.size is not None and image.size > settings.max_upload_bytes:
-            raise PayloadTooLargeError(f"the image is larger than {settings.max_upload_bytes} bytes")
-        data = await image.read(settings.max_upload_bytes + 1)
-    else:
-        data = await fetch_image(image_url, settings)
-    if len(data) <= INLINE_CHECK_BYTES:
-        checked = check_image(data, settings)
-    else:
-        checked = await run_in_threadpool(check_image, data, settings)
-
-    owner, job_id = request.state.key_id, new_job_id()
-    record = JobRecord(
-        id=job_id,
-        options=parsed.model_dump(),
-        input_key=f"jobs/{job_id}/input.png",
-        webhook_url=webhook_url or None,
-        webhook_events=events,
-        owner=owner,
+    raise UnsupportedMediaTypeError(
+        "send the job as multipart/form-data (an `image` file or `image_url`) or as application/json "
+        f"(`image_url`), not {media_type or 'a body without Content-Type'}"
     )
-    if idempotency_key:
-        fields = {"options": record.options, "webhook_url": webhook_url, "webhook_events": events}
-        fingerprint = request_fingerprint(data if image is not None else None, image_url, **fields)
-        earlier = await idempotency_keys(ctx).reserve(idempotency_key, fingerprint, record.id, owner=owner)
-        if earlier is not None:
-            return await replay_response(ctx, earlier, read_job_body)
-    try:
-        await admit_submission(request, ctx, record.id)
-        position = await _store_and_queue(ctx, record, checked.png)
-    except BaseException:
-        if idempotency_key:
-            await idempotency_keys(ctx).release(idempotency_key, owner=owner)
-        raise
-    body = {"id": record.id, "status": JobStatus.queued.value, "queue_position": position, "links": _links(record.id)}
-    return Response(orjson.dumps(body), status_code=202, media_type="application/json",
-                    headers={"Location": f"/v1/jobs/{record.id}"})
-
-
-async def _store_and_queue(ctx: ApiContext, record: JobRecord, png: bytes) -> int:
-    """Store the photo, then write the record and its queue message; the queue position."""
-    await ctx.storage.put_bytes_async(record.input_key, png, "image/png")
-    message = await ctx.generate_message(record.id)
-    position = await ctx.store.create(record, message=message)
-    if message is None:
-        try:
-            await run_in_threadpool(_enqueue, ctx, record.id)
-        except Exception as exc:
-            await ctx.store.delete(record.id)
-            raise ServiceUnavailableError("the job queue cannot be reached; try again") from exc
-    return position
-
-
-def _enqueue(ctx: ApiContext, job_id: str) -> None:
-    """Send the task message separately (only when the broker is not the job store's Redis)."""
-    ctx.producer.send_task(GENERATE_TASK, args=[job_id], task_id=job_id, queue=GPU_QUEUE)
-
-
-def _eta(record: JobRecord, position: int | None, job_s: float | None, workers: int, default_s: float) -> float | None:
-    per_job = job_s or default_s
-    if record.status is JobStatus.queued and position is not None:
-        return round(per_job * (1 + (position - 1) / max(workers, 1)), 1)
-    if record.status is JobStatus.running:
-        return round(per_job * (1 - record.progress / 100.0), 1)
-    return None
-
-
-async def read_job_body(ctx: ApiContext, job_id: str) -> tuple[JobRecord, dict]:
-    record, position, job_s = await ctx.store.get_with_position(job_id)
-    eta = None
-    if not record.status.is_terminal:
-        workers = len(await ctx.workers())
-        eta = _eta(record, position, job_s, workers, ctx.settings.jobs.default_job_s)
-    body = job_body(record, ctx.storage, ctx.settings.storage.url_ttl_s, queue_position=position, eta_s=eta)
-    return record, body
 
 
 @router.get(
@@ -225,9 +179,12 @@ async def read_job_body(ctx: ApiContext, job_id: str) -> tuple[JobRecord, dict]:
     summary="Status, progress, timings and fresh download URLs of one job",
     responses={404: {"model": ErrorBody, "description": "`job_not_found`"}},
 )
-async def read_job(ctx: ContextDep, job_id: str) -> JSONResponse:
-    _, body = await read_job_body(ctx, job_id)
-    return JSONResponse(body)
+async def read_job(ctx: ContextDep, job: JobDep) -> Response:
+    return json_response(await job_json(ctx, job))
+
+
+def _redirect_to(ctx: ApiContext, key: str) -> RedirectResponse:
+    return RedirectResponse(ctx.storage.download_url(key, ctx.settings.storage.url_ttl_s).url, status_code=302)
 
 
 @router.get(
@@ -240,14 +197,29 @@ async def read_job(ctx: ContextDep, job_id: str) -> JSONResponse:
         409: {"model": ErrorBody, "description": "`job_not_ready`: queued, running, failed or canceled."},
     },
 )
-async def job_result(ctx: ContextDep, job_id: str) -> RedirectResponse:
-    record, _, _ = await ctx.store.get_with_position(job_id)
+async def job_result(ctx: ContextDep, job: JobDep) -> RedirectResponse:
+    record = job.record
     key = record.outputs.get("stage2/output.glb")
     if record.status is not JobStatus.succeeded or key is None:
         detail = f": {record.error.message}" if record.error else ""
         raise JobNotReadyError(f"the job is {record.status.value}; no result{detail}")
-    link = ctx.storage.download_url(key, ctx.settings.storage.url_ttl_s)
-    return RedirectResponse(link.url, status_code=302)
+    return _redirect_to(ctx, key)
+
+
+@router.get(
+    "/{job_id}/artifacts/{name:path}",
+    status_code=302,
+    summary="Redirect to a fresh download URL of one of a job's files (e.g. stage2/output.glb)",
+    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+)
+async def artifact(ctx: ContextDep, job: JobDep, name: str) -> RedirectResponse:
+    record = job.record
+    if record.status is not JobStatus.succeeded:
+        raise JobNotReadyError(f"the job is {record.status.value}; its files are not available")
+    key = record.outputs.get(name)
+    if key is None:
+        raise JobNotFoundError(f"the job has no file {name!r}")
+    return _redirect_to(ctx, key)
 
 
 @router.post(
@@ -261,10 +233,81 @@ async def job_result(ctx: ContextDep, job_id: str) -> RedirectResponse:
         409: {"model": ErrorBody, "description": "`job_not_cancelable`: the job already succeeded or failed."},
     },
 )
-async def cancel_job(ctx: ContextDep, job_id: str) -> JSONResponse:
-    _, status = await cancel_or_request_cancel(ctx, job_id)
-    _, body = await read_job_body(ctx, job_id)
-    return JSONResponse(body, status_code=status)
+async def cancel_job(ctx: ContextDep, job: JobDep) -> Response:
+    before = job.record
+    orphaned = before.status is JobStatus.running and await is_orphaned_async(ctx.redis, ctx.store.keys, before)
+    ended: list[tuple[JobRecord, JobStatus]] = []  # (canceled record, status it was canceled from)
+
+    def apply(current: JobRecord) -> JobRecord | None:
+        new = cancel(current, orphaned=orphaned)
+        if new is not None and new.status is JobStatus.canceled:
+            ended.append((new, current.status))
+        return new
+
+    record = await ctx.store.update(before.id, apply)
+    if ended and record is ended[-1][0]:  # this request ended the job
+        if ended[-1][1] is JobStatus.running:  # an orphan: nobody else removes what its worker uploaded
+            await run_in_threadpool(remove_partial_artifacts, ctx.storage, record.id)
+        await run_in_threadpool(fire, ctx.producer, record, WebhookEvent.completed)
+    status = 200 if record.status is JobStatus.canceled else 202
+    body = await job_json(ctx, JobLookup(record, None, job.job_s))
+    return json_response(body, status_code=status)
 
 
-__all__ = ["router"]
+class DeliveryList(BaseModel):
+    job_id: str
+    webhook_url: str | None
+    webhook_events: list[str]
+    deliveries: list[dict] = Field(description="Every delivery, oldest first, with its attempts and next retry.")
+
+
+class RedeliverRequest(BaseModel):
+    event: WebhookEvent | None = Field(
+        None, description="Event to send again; default: the latest event delivered (or `completed`)."
+    )
+
+
+@router.get(
+    "/{job_id}/webhooks",
+    response_model=DeliveryList,
+    summary="The job's webhook deliveries: attempts, status codes, next retry",
+    responses={404: {"model": ErrorBody, "description": "`job_not_found`"}},
+)
+async def webhook_log(ctx: ContextDep, job: JobDep) -> Response:
+    record = job.record
+    deliveries = await read_log(ctx.redis, ctx.store.keys, record.id)
+    return json_response({
+        "job_id": record.id,
+        "webhook_url": record.webhook_url,
+        "webhook_events": record.webhook_events or ["completed"],
+        "deliveries": [d.public() for d in deliveries],
+    })
+
+
+@router.post(
+    "/{job_id}/webhooks/redeliver",
+    status_code=202,
+    summary="Send a webhook event again (a new delivery with a fresh body and its own retries)",
+    responses={
+        404: {"model": ErrorBody, "description": "`job_not_found`"},
+        409: {"model": ErrorBody, "description": "`no_webhook`: the job has no webhook, or no event to send yet."},
+    },
+)
+async def redeliver(ctx: ContextDep, job: JobDep, request: RedeliverRequest | None = Body(None)) -> Response:
+    record = job.record
+    if not record.webhook_url:
+        raise NoWebhookError("the job has no webhook_url")
+    deliveries = await read_log(ctx.redis, ctx.store.keys, record.id)
+    event = request.event if request else None
+    if event is None:
+        if deliveries:
+            event = deliveries[-1].event
+        elif record.status.is_terminal:
+            event = WebhookEvent.completed
+        else:
+            raise NoWebhookError("no webhook event has fired for this job yet")
+    if event is WebhookEvent.completed and not record.status.is_terminal:
+        raise NoWebhookError("the job has not completed yet")
+    previous = next((d.id for d in reversed(deliveries) if d.event is event), None)
+    delivery_id = await run_in_threadpool(send_delivery, ctx.producer, record.id, event, redelivery_of=previous)
+    return json_response({"job_id": record.id, "event": event.value, "delivery_id": delivery_id}, status_code=202)

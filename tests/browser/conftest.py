@@ -13,18 +13,25 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from client.stack import (
+    REPO_ROOT,
+    RedisServer,
+    ServiceProcess,
+    answers_http,
+    api_process,
+    free_port,
+    service_env,
+    stop_all,
+    wait_until,
+    worker_process,
+)
+
 CHROMIUM = os.environ.get("SYNCHUMAN_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -57,100 +64,45 @@ def _unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until(check, timeout_s: float, what: str, processes: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for proc in processes:
-            if proc.poll() is not None:
-                command = " ".join(map(str, proc.args[:4]))
-                raise RuntimeError(f"`{command} ...` exited with {proc.returncode} while waiting for {what}")
-        if check():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} not ready after {timeout_s:.0f} s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def _start_api(port: int, env: dict[str, str], log) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
-    )
-
-
-def _ready(base_url: str) -> bool:
-    try:
-        return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     if shutil.which("redis-server") is None:
         _unavailable("redis-server is not installed (apt-get install redis-server)")
     workdir = tmp_path_factory.mktemp("browser-stack")
-    redis_port, api_port = _free_port(), _free_port()
+    redis_server = RedisServer(workdir, aof=False).start()
+    api_port = free_port()
     base_url = f"http://127.0.0.1:{api_port}"
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    env = {
-        **os.environ,
-        "SYNCHUMAN_REDIS__URL": redis_url,
-        "SYNCHUMAN_STORAGE__BACKEND": "local",
-        "SYNCHUMAN_STORAGE__LOCAL_DIR": str(workdir / "storage"),
-        "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": base_url,
-        "SYNCHUMAN_WORKER__PIPELINE": "preview",
-        "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "1",
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-    logs = {name: open(workdir / f"{name}.log", "wb") for name in ("redis", "api", "worker")}
-    processes: list[subprocess.Popen] = []
+    env = service_env(
+        redis_server.url,
+        inherit_settings=True,
+        SYNCHUMAN_STORAGE__BACKEND="local",
+        SYNCHUMAN_STORAGE__LOCAL_DIR=str(workdir / "storage"),
+        SYNCHUMAN_STORAGE__PUBLIC_BASE_URL=base_url,
+        SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S="1",
+    )
+    processes = [api_process("api", env, workdir, api_port), worker_process("worker", env, workdir)]
     try:
-        redis = subprocess.Popen(
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=logs["redis"], stderr=subprocess.STDOUT, cwd=workdir,
-        )
-        processes.append(redis)
-        processes.append(_start_api(api_port, env, logs["api"]))
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo",
-             "-Q", "gpu,webhooks", "--concurrency", "1", "--without-gossip", "--without-mingle",
-             "--loglevel", "INFO"],
-            stdout=logs["worker"], stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
-        )
-        processes.append(worker)
-
-        try:
-            _wait_until(lambda: _ready(base_url), STACK_START_TIMEOUT_S, "the local stack (/readyz)", processes)
-        except (RuntimeError, TimeoutError) as exc:
-            for log in logs.values():
-                log.flush()
-            tails = "\n".join(
-                f"--- {name}.log\n" + (workdir / f"{name}.log").read_text(errors="replace")[-3000:] for name in logs
-            )
-            raise RuntimeError(f"{exc}\n{tails}") from None
-        yield LocalStack(base_url=base_url, redis_url=redis_url, workdir=workdir, env=env)
+        for process in processes:
+            process.start()
+        _wait_ready(base_url, processes, "the local stack")
+        yield LocalStack(base_url=base_url, redis_url=redis_server.url, workdir=workdir, env=env)
     finally:
-        for proc in reversed(processes):
-            _stop(proc)
-        for log in logs.values():
-            log.close()
+        stop_all(processes)
+        redis_server.stop()
+
+
+def _wait_ready(base_url: str, processes: list[ServiceProcess], what: str) -> None:
+    """Wait for ``/readyz``; a process that exits meanwhile fails at once, with the logs' tails."""
+    def ready() -> bool:
+        for process in processes:
+            process.check_alive()
+        return answers_http(f"{base_url}/readyz")
+
+    try:
+        wait_until(ready, STACK_START_TIMEOUT_S, f"{what} (/readyz)", interval=0.2)
+    except (RuntimeError, TimeoutError) as exc:
+        tails = "\n".join(f"--- {p.name}.log\n" + p.output()[-3000:] for p in processes)
+        raise RuntimeError(f"{exc}\n{tails}") from None
 
 
 @pytest.fixture(scope="package")
@@ -199,7 +151,7 @@ def page(browser, local_stack: LocalStack) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def model_viewer_installed() -> Path:
     """The model-viewer module the API serves (scripts/install.sh installs it)."""
-    from api.ui import model_viewer_path
+    from api.routes.ui import model_viewer_path
 
     path = model_viewer_path()
     if path is None:
@@ -227,16 +179,15 @@ def keyed_api(local_stack: LocalStack) -> Iterator[KeyedApi]:
 
     from shared.auth import KeyStore
 
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {**local_stack.env, "SYNCHUMAN_AUTH__ENABLED": "true", "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": base_url}
-    with open(local_stack.workdir / "api-keyed.log", "wb") as log:
-        api = _start_api(port, env, log)
-        try:
-            _wait_until(lambda: _ready(base_url), STACK_START_TIMEOUT_S, "the keyed API (/readyz)", [api])
-            client = redis.Redis.from_url(local_stack.redis_url)
-            token = KeyStore(client, prefix=env.get("SYNCHUMAN_REDIS__KEY_PREFIX", "synchuman")).create("web page").token
-            client.close()
-            yield KeyedApi(base_url=base_url, token=token)
-        finally:
-            _stop(api)
+    api = api_process("api-keyed", env, local_stack.workdir, port).start()
+    try:
+        _wait_ready(base_url, [api], "the keyed API")
+        client = redis.Redis.from_url(local_stack.redis_url)
+        token = KeyStore(client, prefix=env.get("SYNCHUMAN_REDIS__KEY_PREFIX", "synchuman")).create("web page").token
+        client.close()
+        yield KeyedApi(base_url=base_url, token=token)
+    finally:
+        api.stop()

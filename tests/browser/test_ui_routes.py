@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api import ui
+from api.routes import ui
 
 
 @pytest.fixture

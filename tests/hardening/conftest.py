@@ -11,7 +11,7 @@ PREFIX = "hardening-test"
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory):
-    from tests.hardening.processes import RedisServer
+    from client.stack import RedisServer
 
     server = RedisServer(tmp_path_factory.mktemp("redis-unit"), aof=False).start()
     yield server

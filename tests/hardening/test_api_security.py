@@ -16,7 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.hardening.processes import REPO_ROOT, RedisServer, Stack
+from client.stack import REPO_ROOT, RedisServer
+from tests.hardening.processes import Stack
 
 METRICS_TOKEN = "scraper-token-3f9a"
 

@@ -14,9 +14,10 @@ import time
 import httpx
 import pytest
 
+from bench.quick_pipelines import tiny_person_png
+from client.stack import RedisServer
 from shared.auth import KeyStore
-from tests.hardening.fault_pipelines import tiny_person_png
-from tests.hardening.processes import RedisServer, Stack
+from tests.hardening.processes import Stack
 
 pytestmark = pytest.mark.slow
 

@@ -29,7 +29,7 @@ def test_oom_is_recognised_and_the_attempt_memory_is_given_back():
         assert is_out_of_memory(exc)
         held = torch.cuda.memory_allocated()
         assert held >= baseline_allocated + HELD_BYTES  # the traceback's frames still hold the tensors
-        release_failed_attempt(exc)  # what worker.faults does before failing the job
+        release_failed_attempt(exc)  # what the worker does before failing the job (worker.gpu_memory.out_of_memory_error)
         allocated, reserved = gpu_memory_bytes("cuda")
         print(f"held during OOM: {held / 2**30:.2f} GiB; after freeing: allocated "
               f"{allocated / 2**30:.2f} GiB, reserved {reserved / 2**30:.2f} GiB")

@@ -7,7 +7,7 @@ import asyncio
 import redis.asyncio as aredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.metrics import render_metrics
+from api.routes.metrics import render_metrics
 from shared.heartbeat import WorkerHeartbeat
 from shared.job_metrics import JobMetrics, MetricKeys, count_transition, read_snapshot
 from tests.hardening.conftest import PREFIX

@@ -19,8 +19,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from client.stack import RedisServer
 from shared.auth import KeyStore
-from tests.hardening.processes import RedisServer, Stack
+from tests.hardening.processes import Stack
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def live_stack(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("fuzz")
     redis_server = RedisServer(workdir, aof=False).start()
     stack = Stack(workdir, redis_server,
-                  SYNCHUMAN_WORKER__PIPELINE_FACTORY="tests.hardening.fault_pipelines:load_quick_pipelines",
+                  SYNCHUMAN_WORKER__PIPELINE_FACTORY="bench.quick_pipelines:load_quick_pipelines",
                   SYNCHUMAN_API__GENERATE_TIMEOUT_S="20", SYNCHUMAN_AUTH__ENABLED="true").start_api()
     stack.start_worker()
     stack.wait_warm()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
+from bench.quick_pipelines import tiny_person_png
+from client.stack import RedisServer, SeaweedS3, wait_until
 from shared.jobs import TERMINAL, JobStatus
-from tests.hardening.fault_pipelines import LONG_STEPS, tiny_person_png
-from tests.hardening.processes import RedisServer, SeaweedS3, Stack
+from tests.hardening.fault_pipelines import LONG_STEPS
+from tests.hardening.processes import Stack
+from tests.lifecycle.receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +31,15 @@ def submit_with_key(stack: Stack, key: str) -> httpx.Response:
 
 def test_upload_during_an_outage_fails_as_storage_unavailable_then_recovers(seaweed, tmp_path):
     redis_server = RedisServer(tmp_path, aof=False).start()
+    receiver = WebhookReceiver().start()
     stack = Stack(tmp_path, redis_server, **seaweed.storage_env("outage"),
-                  SYNCHUMAN_STORAGE_RETRY__ATTEMPTS="3", SYNCHUMAN_STORAGE_RETRY__FIRST_DELAY_S="0.2")
+                  SYNCHUMAN_STORAGE_RETRY__ATTEMPTS="3", SYNCHUMAN_STORAGE_RETRY__FIRST_DELAY_S="0.2",
+                  SYNCHUMAN_WEBHOOKS__ALLOW_HOSTS='["127.0.0.1"]')
     try:
         stack.start_api()
         stack.start_worker()
         stack.wait_warm()
-        job = stack.submit(steps=LONG_STEPS)
+        job = stack.submit_options({"stage1_steps": LONG_STEPS}, webhook_url=receiver.url("/hooks/outage"))
         stack.wait_status(job, {"running"}, timeout_s=30)
         seaweed.stop()  # gone before the worker uploads anything
         failed = stack.wait_terminal(job, timeout_s=90)
@@ -41,6 +48,8 @@ def test_upload_during_an_outage_fails_as_storage_unavailable_then_recovers(seaw
         assert failed.outputs == {}  # never "succeeded" without its files
         assert [e.status for e in failed.history if e.status in TERMINAL] == [JobStatus.failed]
         assert "storage unavailable; giving up" in stack.workers[0].output()
+        [completed] = wait_until(lambda: receiver.calls_to("/hooks/outage"), 30, "the completed webhook")
+        assert json.loads(completed.body)["error"]["code"] == "storage_unavailable"
         # A submission during the outage is refused as retryable and does not keep its idempotency key.
         during = submit_with_key(stack, "during-outage")
         assert during.status_code == 503 and during.json()["error"]["code"] == "storage_unavailable", during.text
@@ -52,6 +61,8 @@ def test_upload_during_an_outage_fails_as_storage_unavailable_then_recovers(seaw
         retried = submit_with_key(stack, "during-outage")
         assert retried.status_code == 202, retried.text  # a new job, not a replay of one never created
         assert stack.wait_terminal(retried.json()["id"], timeout_s=60).status is JobStatus.succeeded
+        assert len(receiver.calls_to("/hooks/outage")) == 1
     finally:
         stack.stop()
         redis_server.stop()
+        receiver.stop()

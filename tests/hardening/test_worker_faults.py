@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from client.stack import RedisServer, wait_until
 from shared.jobs import TERMINAL, JobStatus
 from tests.hardening.fault_pipelines import (
     CRASH_STEPS,
@@ -25,7 +26,7 @@ from tests.hardening.fault_pipelines import (
     SLOW_STEPS,
     STAGE2_HANG_STEPS,
 )
-from tests.hardening.processes import RedisServer, Stack, wait_until
+from tests.hardening.processes import Stack
 from worker.watchdog import TIMEOUT_EXIT_CODE
 
 pytestmark = pytest.mark.slow
@@ -113,7 +114,7 @@ def test_a_poison_job_is_failed_after_the_attempt_limit_and_the_queue_keeps_movi
         record = stack.record(poison)
         return record if record.status.is_terminal and stack.record(behind).status.is_terminal else None
 
-    record = wait_until(supervise_until_done, 90, "the poison job to be given up", interval_s=0.2)
+    record = wait_until(supervise_until_done, 90, "the poison job to be given up", interval=0.2)
     assert record.status is JobStatus.failed and record.error.code == "worker_lost", stack.logs()
     assert record.attempts == 2 and restarts == 2
     assert terminal_events(record) == [JobStatus.failed]
@@ -142,12 +143,13 @@ def test_sigterm_mid_job_hands_the_job_to_another_worker(stack):
     [busy] = [w for w in workers if f"-{w.pid}-" in running.worker_id]
     busy.signal(signal.SIGTERM)
     assert busy.wait(20) == 0  # it stopped at the next step, well before the job's end
-    assert stack.record(job).status is JobStatus.running  # released, not finished
+    assert not stack.record(job).status.is_terminal  # given back (queued, or already taken again), not finished
     final = stack.wait_terminal(job, timeout_s=60)
     assert final.status is JobStatus.succeeded, stack.logs()
     assert final.worker_id != running.worker_id
     assert terminal_events(final) == [JobStatus.succeeded]
-    assert [e.status for e in final.history].count(JobStatus.running) == 2
+    assert [e.status for e in final.history] == [JobStatus.running, JobStatus.queued, JobStatus.running,
+                                                 JobStatus.succeeded]  # given back to the queue, then run again
     assert final.attempts == 1  # the released attempt does not count
 
 
@@ -172,3 +174,22 @@ def test_a_job_outliving_the_visibility_timeout_is_finished_once_by_its_newest_a
     assert final.finished_at - claimed_at >= 0.9 * OVERRUN_STEP_COUNT * SLOW_STEP_S
     assert "attempt stopped" in stack.logs()  # the older attempt gave up at its next step
     assert all(worker.alive() for worker in workers)
+
+
+def test_a_job_that_loses_redis_past_the_retry_window_is_never_blamed_on_the_model(stack, redis_aof):
+    worker = stack.start_worker(SYNCHUMAN_WORKER__REDIS_RETRY_S="1")
+    stack.wait_warm()
+    job = stack.submit(steps=LONG_STEPS)
+    stack.wait_status(job, {"running"}, timeout_s=30)
+    redis_aof.kill()  # down until the worker has given up writing the job's stage-1 files and its failure
+    wait_until(lambda: "redis unreachable past the retry window" in worker.output(), 60,
+               "the worker to give up on Redis")
+    time.sleep(3)
+    redis_aof.start()
+    final = stack.wait_terminal(job, timeout_s=90)
+    assert terminal_events(final) == [final.status], stack.logs()
+    if final.status is JobStatus.failed:  # the failure could be written once Redis came back
+        assert final.error.code == "queue_unavailable" and final.error.retryable, final.error
+    else:  # or not even that: the job was given back to the queue and ran again
+        assert final.status is JobStatus.succeeded and JobStatus.queued in [e.status for e in final.history]
+    assert "pipeline_error" not in stack.failures_counted()

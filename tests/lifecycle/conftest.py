@@ -1,7 +1,7 @@
 """The lifecycle tests' stack: redis-server, a GPU-queue worker, a webhook worker, uvicorn, a receiver.
 
 Everything runs as real processes on loopback with ports picked at run time
-(helpers from ``tests.hardening.processes``).  The webhook retry schedule is
+(the launcher in ``client.stack``).  The webhook retry schedule is
 compressed through settings (1 s, then 2 s; two retries) so a retry is seen
 in seconds, and the receiver's address is allowlisted: every other loopback
 or private address stays refused.
@@ -9,8 +9,6 @@ or private address stays refused.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ import httpx
 import pytest
 
 from shared.webhook_signature import generate_secret
-from tests.hardening.processes import RedisServer, ServiceProcess, free_port, wait_until
+from client.stack import RedisServer, ServiceProcess, api_process, free_port, service_env, wait_until, worker_process
 from tests.lifecycle.receiver import WebhookReceiver
 
 FAST_OPTIONS = {"texture_size": 512, "simplify": 0.95, "stage1_steps": 2, "stage2_steps": 2}
@@ -58,7 +56,7 @@ class LifecycleStack:
                 lambda: (job := http.get(f"/v1/jobs/{job_id}").json()) and done(job) and job,
                 timeout,
                 f"job {job_id}",
-                interval_s=0.2,
+                interval=0.2,
             )
 
     def logs(self) -> str:
@@ -83,32 +81,22 @@ def lifecycle_stack(tmp_path_factory, receiver) -> Iterator[LifecycleStack]:
     redis_server = RedisServer(workdir, aof=False).start()
     port = free_port()
     secret = generate_secret()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUMAN_")}
-    env.update(
-        {
-            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-            "PYTHONUNBUFFERED": "1",
-            "SYNCHUMAN_REDIS__URL": redis_server.url,
-            "SYNCHUMAN_REDIS__KEY_PREFIX": PREFIX,
-            "SYNCHUMAN_STORAGE__LOCAL_DIR": str(workdir / "storage"),
-            "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-            "SYNCHUMAN_WORKER__PIPELINE": "preview",
-            "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "0.5",
-            "SYNCHUMAN_WORKER__HEARTBEAT_TTL_S": "5",
-            "SYNCHUMAN_WEBHOOKS__SECRET": secret,
-            "SYNCHUMAN_WEBHOOKS__ALLOW_HOSTS": '["127.0.0.1"]',
-            "SYNCHUMAN_API__GENERATE_TIMEOUT_S": str(JOB_TIMEOUT_S),
-            **RETRY_ENV,
-        }
+    env = service_env(
+        redis_server.url,
+        SYNCHUMAN_REDIS__KEY_PREFIX=PREFIX,
+        SYNCHUMAN_STORAGE__LOCAL_DIR=str(workdir / "storage"),
+        SYNCHUMAN_STORAGE__PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S="0.5",
+        SYNCHUMAN_WORKER__HEARTBEAT_TTL_S="5",
+        SYNCHUMAN_WEBHOOKS__SECRET=secret,
+        SYNCHUMAN_WEBHOOKS__ALLOW_HOSTS='["127.0.0.1"]',
+        SYNCHUMAN_API__GENERATE_TIMEOUT_S=str(JOB_TIMEOUT_S),
+        **RETRY_ENV,
     )
-    celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--without-mingle",
-              "--without-gossip", "--without-heartbeat", "--loglevel", "INFO"]
     processes = [
-        ServiceProcess("gpu-worker", [*celery, "-P", "solo", "-Q", "gpu", "-n", "gpu@%h"], env, workdir),
-        ServiceProcess("webhook-worker", [*celery, "-P", "threads", "-c", "4", "-Q", "webhooks", "-n", "hooks@%h"],
-                       env, workdir),
-        ServiceProcess("api", [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host",
-                               "127.0.0.1", "--port", str(port), "--no-access-log"], env, workdir),
+        worker_process("gpu-worker", env, workdir, queues="gpu"),
+        worker_process("webhook-worker", env, workdir, queues="webhooks", pool="threads", concurrency=4),
+        api_process("api", env, workdir, port),
     ]
     stack = LifecycleStack(f"http://127.0.0.1:{port}", redis_server.url, secret, workdir / "storage", receiver, processes)
     try:
@@ -121,7 +109,7 @@ def lifecycle_stack(tmp_path_factory, receiver) -> Iterator[LifecycleStack]:
                     raise AssertionError(f"{process.name} exited:\n{process.output()[-3000:]}")
             return httpx.get(f"{stack.api_url}/readyz", timeout=5).status_code == 200
 
-        wait_until(ready, 180, "a warm worker behind the API", interval_s=0.3)
+        wait_until(ready, 180, "a warm worker behind the API", interval=0.3, errors=(httpx.HTTPError,))
         yield stack
     finally:
         for process in processes:

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.hardening.processes import free_port
+from client.stack import free_port
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.hardening.processes import wait_until
+from client.stack import wait_until
 from tests.lifecycle.conftest import SLOW_OPTIONS, submit
 
 

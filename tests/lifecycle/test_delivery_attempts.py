@@ -21,7 +21,7 @@ from shared.settings import Settings
 from shared.storage import build_storage
 from shared.webhook_signature import generate_secret, verify
 from shared.webhooks import DeliveryState, WebhookLog, new_delivery_id
-from tests.hardening.processes import RedisServer
+from client.stack import RedisServer
 from tests.lifecycle.receiver import WebhookReceiver
 from worker.webhooks import DeliveryContext, deliver
 

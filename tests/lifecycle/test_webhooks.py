@@ -8,9 +8,8 @@ import time
 import httpx
 import pytest
 
-from client.sdk import SyncHumanClient
-from shared.errors import WebhookSignatureError
-from tests.hardening.processes import wait_until
+from client.sdk import SyncHumanClient, WebhookSignatureError
+from client.stack import wait_until
 from tests.lifecycle.conftest import submit
 
 

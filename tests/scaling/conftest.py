@@ -38,7 +38,7 @@ class PinnedStack:
         return self.stack.api_url
 
     @property
-    def workers(self):  # noqa: ANN201 - dict[str, subprocess.Popen]
+    def workers(self):  # noqa: ANN201 - dict[str, ServiceProcess]
         return dict(zip(DEVICES, self.stack.workers))
 
     def live_workers(self) -> list[dict]:
@@ -89,8 +89,8 @@ def pinned_stack(redis_url, tmp_path_factory) -> Iterator[PinnedStack]:  # noqa:
 
         def both_warm() -> bool:
             for worker in stack.workers:
-                if worker.poll() is not None:
-                    raise AssertionError(f"a worker exited with {worker.returncode}; see {logs}")
+                if not worker.alive():
+                    raise AssertionError(f"a worker exited with {worker.proc.returncode}; see {logs}")
             live = pinned.live_workers()
             return len(live) == len(DEVICES) and all(w["state"] == "warm" for w in live)
 

@@ -97,7 +97,7 @@ def test_a_worker_stopped_mid_job_hands_it_to_the_other_which_finishes_it_once(
 
     done_before = wait_until(idle_worker_beat_after_test_began, 10, "a fresh heartbeat")["jobs_done"]
 
-    busy.send_signal(signal.SIGTERM)  # what `docker compose stop` sends
+    busy.signal(signal.SIGTERM)  # what `docker compose stop` sends
     assert busy.wait(30) == 0  # a warm shutdown: the job was released, not waited for
 
     final = pinned_stack.wait_finished([job_id])[0]

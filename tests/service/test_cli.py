@@ -15,7 +15,7 @@ import redis
 import trimesh
 
 from client.stack import redis_server_binary
-from conftest import REPO_ROOT, free_port, wait_until
+from client.stack import REPO_ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 

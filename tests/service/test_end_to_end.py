@@ -111,7 +111,7 @@ def test_storage_holds_exactly_one_set_of_artifacts(s3_server, finished_job):
     job, _ = finished_job
     storage = S3Storage(
         endpoint=s3_server.endpoint, public_endpoint=None, bucket="e2e-artifacts", region="us-east-1",
-        access_key=s3_server.access_key, secret_key=s3_server.secret_key,
+        access_key=s3_server.ACCESS_KEY, secret_key=s3_server.SECRET_KEY,
     )
     assert storage.list_keys(f"jobs/{job['id']}/") == sorted(f"jobs/{job['id']}/{n}" for n in EXPECTED_OUTPUTS)
 

@@ -22,7 +22,7 @@ from shared.storage.sigv4 import PresignerV4
 def s3(s3_server) -> S3Storage:
     storage = S3Storage(
         endpoint=s3_server.endpoint, public_endpoint=None, bucket="storage-tests", region="us-east-1",
-        access_key=s3_server.access_key, secret_key=s3_server.secret_key,
+        access_key=s3_server.ACCESS_KEY, secret_key=s3_server.SECRET_KEY,
     )
     storage.ensure_bucket()
     return storage
@@ -56,7 +56,7 @@ def test_s3_async_upload_is_the_same_signed_put(s3_server, s3, key):
     # A wrong secret is an error answer from the store, raised as put_object raises it.
     forged = S3Storage(
         endpoint=s3_server.endpoint, public_endpoint=None, bucket="storage-tests", region="us-east-1",
-        access_key=s3_server.access_key, secret_key="not-the-secret",
+        access_key=s3_server.ACCESS_KEY, secret_key="not-the-secret",
     )
     with pytest.raises(ClientError) as refused:
         asyncio.run(upload(forged, b"forged"))
@@ -100,7 +100,7 @@ def test_presigned_url_is_signed_for_the_public_endpoint(s3_server, s3):
     public = s3_server.endpoint.replace("127.0.0.1", "localhost")
     through_public = S3Storage(
         endpoint=s3_server.endpoint, public_endpoint=public, bucket="storage-tests", region="us-east-1",
-        access_key=s3_server.access_key, secret_key=s3_server.secret_key,
+        access_key=s3_server.ACCESS_KEY, secret_key=s3_server.SECRET_KEY,
     )
     url = through_public.download_url(key, 60).url
     assert url.startswith(public + "/storage-tests/")

@@ -9,8 +9,10 @@ import pytest
 from PIL import Image
 
 from api.image_checks import check_image
+from api.submission import parse_options
 from shared.errors import (
     EmptyUploadError,
+    InvalidOptionsError,
     ImageTooLargeError,
     InvalidImageError,
     NoForegroundError,
@@ -20,6 +22,8 @@ from shared.errors import (
 from shared.options import GenerationOptions, option_bounds
 from shared.settings import ApiSettings
 from shared.url_policy import check_addresses, is_public_address, parse_target
+from pipelines.base import MultiviewOutput, Stage1Options, Stage2Options
+from worker.pipeline_options import pipeline_options
 
 SETTINGS = ApiSettings(max_upload_bytes=2_000_000, max_pixels=1_000_000, min_side=64)
 
@@ -34,8 +38,8 @@ def test_option_defaults_are_the_official_models():
     options = GenerationOptions()
     assert (options.seed, options.stage1_steps, options.guidance_scale) == (43, 50, 3.0)
     assert (options.stage2_steps, options.cfg_strength, options.texture_size, options.simplify) == (25, 5.0, 1024, 0.7)
-    assert options.stage1_kwargs() == {"num_inference_steps": 50, "guidance_scale": 3.0}
-    assert options.stage2_kwargs() == {"num_steps": 25, "cfg_strength": 5.0, "texture_size": 1024, "simplify": 0.7}
+    # The one mapping onto the pipelines' knobs: the API's defaults are the pipelines' defaults.
+    assert pipeline_options(options) == (Stage1Options(), Stage2Options())
 
 
 def test_option_bounds_are_published_for_every_option():
@@ -47,6 +51,33 @@ def test_option_bounds_are_published_for_every_option():
     assert set(numeric) >= {"seed", "stage1_steps", "guidance_scale", "stage2_steps", "cfg_strength", "texture_size", "simplify"}
     for name, bound in numeric.items():
         assert bound["minimum"] <= bound["default"] <= bound["maximum"], name
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['{"stage1_steps": true}', '{"seed": "7"}', '{"guidance_scale": "3.0"}', '{"stage1_only": 1}',
+     '{"texture_size": 1024.0}', '{"simplify": false}', '{"texture_size": 256}', '{"steps": 3}', "[1]"],
+)
+def test_options_are_validated_strictly(raw):
+    with pytest.raises(InvalidOptionsError):
+        parse_options(raw)
+
+
+def test_options_accept_json_numbers_of_either_kind_for_floats():
+    assert parse_options('{"guidance_scale": 3, "seed": 7}') == GenerationOptions(guidance_scale=3.0, seed=7)
+    assert parse_options({"simplify": 0.5}).simplify == 0.5 and parse_options(None) == GenerationOptions()
+
+
+def test_the_pipelines_accept_every_option_the_api_accepts():
+    from pipelines.preview.stage2 import PreviewMeshPipeline
+
+    stage2 = PreviewMeshPipeline()
+    views = MultiviewOutput(source=None, input_image=None, colors=[], normals=[], coords=None)
+    bounds = option_bounds()
+    for texture_size in bounds["texture_size"]["allowed"]:
+        for simplify in (bounds["simplify"]["minimum"], bounds["simplify"]["maximum"]):
+            options = GenerationOptions(texture_size=texture_size, simplify=simplify)
+            stage2.check_inputs(views, pipeline_options(options)[1].texture_size, options.simplify)
 
 
 def test_plain_png_is_kept_byte_for_byte():

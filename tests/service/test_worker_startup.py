@@ -38,7 +38,7 @@ def test_worker_with_unloadable_pipelines_exits_and_leaves_the_job_queued(redis_
         job_id = created.json()["id"]
 
         worker = stack.start_worker("broken")
-        assert worker.wait(timeout=120) == EXIT_PIPELINES_FAILED
+        assert worker.wait(120) == EXIT_PIPELINES_FAILED
         log_text = (logs / "worker-broken.log").read_text()
         assert "pipelines failed to load" in log_text
 

@@ -1,4 +1,4 @@
-"""Prometheus ``/metrics``: the service's numbers in the exposition format.
+"""``GET /metrics``: the service's numbers in the Prometheus exposition format.
 
 Nothing here counts in process memory: the API may run as several processes
 and the workers are other processes, so every number is read from Redis at
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from fastapi import APIRouter
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -20,13 +22,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from shared.heartbeat import WorkerHeartbeat
-from shared.job_metrics import HistogramData, MetricsSnapshot
+from api.auth import METRICS_PATH
+from api.context import ContextDep
+from shared.heartbeat import WorkerHeartbeat, list_workers_async
+from shared.job_metrics import HistogramData, MetricsSnapshot, read_snapshot
 from shared.jobs import JobStatus
 
 NAMESPACE = "synchuman"
 
-__all__ = ["CONTENT_TYPE_LATEST", "render_metrics"]
+router = APIRouter(include_in_schema=False)
 
 
 def _buckets(data: HistogramData) -> list[tuple[str, float]]:
@@ -129,3 +133,10 @@ def render_metrics(snapshot: MetricsSnapshot, workers: Sequence[WorkerHeartbeat]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ScrapeCollector(snapshot, workers))
     return generate_latest(registry)
+
+
+@router.get(METRICS_PATH)
+async def metrics(ctx: ContextDep) -> Response:
+    snapshot = await read_snapshot(ctx.redis, prefix=ctx.settings.redis.key_prefix)
+    workers = await list_workers_async(ctx.redis, ctx.store.keys)
+    return Response(render_metrics(snapshot, workers), media_type=CONTENT_TYPE_LATEST)

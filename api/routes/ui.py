@@ -23,9 +23,9 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 MODEL_VIEWER_FILE = Path(".tools/node_modules/@google/model-viewer/dist/model-viewer.min.js")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",

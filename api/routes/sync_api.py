@@ -1,4 +1,4 @@
-"""The synchronous API existing SyncHuman users already call: ``/generate``, ``/health``, ``/info``, ``/``.
+"""The synchronous API existing SyncHuman users already call: ``POST /generate``.
 
 Same request fields and answer keys as the servers their scripts were written
 for (``result['stage1']['output_dir']``, ``result['stage2']['output_dir']``,
@@ -8,43 +8,41 @@ through the job queue:
 * ``POST /generate`` submits an ordinary job and waits for it with
   ``asyncio.sleep`` between reads of the job record, so the event loop stays
   free (``/health`` answers at once while jobs run);
-* every parameter is applied (they become the job's options);
+* every parameter is applied (they become the job's options, validated as
+  ``POST /v1/jobs`` validates them);
 * a client that disconnects only stops the waiting: the job goes on, and its id
   can be polled at ``/v1/jobs/{id}``;
 * past ``api.generate_timeout_s`` it answers 504 with the job id;
 * errors are JSON with a stable code (``{"error": {...}}``), never a traceback.
 
 ``output_dir`` is a URL base: ``{output_dir}/{file}`` (for example
-``…/stage2/output.glb``) redirects to a fresh download URL of that file.
+``…/stage2/output.glb``) redirects to a fresh download URL of that file
+(``GET /v1/jobs/{id}/artifacts/{name}``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.context import ApiContext, ContextDep
 from api.errors import error_body
-from api.routes.jobs import SubmitForm, submit_job
 from api.schemas import ErrorBody
+from api.submission import Submission, parse_options, submit
 from shared import errors as e
-from shared.jobs import JobRecord, JobStatus
 from shared.job_view import job_body, job_links
-from shared.options import option_bounds
-from shared.webhooks import WebhookEvent, retry_schedule
+from shared.jobs import JobRecord, JobStatus
 
 router = APIRouter(tags=["synchronous API"])
 
-SERVICE_NAME = "SyncHuman job service"
 POLL_INTERVAL_S = 0.2
 """Time between two reads of the job record while ``/generate`` waits."""
-
 
 
 def _codes_of(cls: type[e.ServiceError]) -> frozenset[str]:
@@ -156,9 +154,9 @@ async def generate(
     options: dict[str, Any] = {name: value for name, value in knobs.items() if value is not None}
     if stage1_only:
         options["stage1_only"] = True
-    form = SubmitForm(image=image, image_url=image_url, options=json.dumps(options))
-    created = await submit_job(request, ctx, form, idempotency_key=None)
-    job_id = json.loads(created.body)["id"]
+    submission = Submission(image=image, image_url=image_url, options=parse_options(options))
+    created = await submit(request, ctx, submission, idempotency_key=None)
+    job_id = orjson.loads(created.body)["id"]
     limit = ctx.settings.api.generate_timeout_s
     try:
         record = await wait_for_job(ctx, request, job_id, min(timeout_s or limit, limit))
@@ -179,107 +177,3 @@ async def generate(
         disposition = f'attachment; filename="synchuman_{job_id}.zip"'
         return Response(data, media_type="application/zip", headers={"Content-Disposition": disposition})
     return JSONResponse(describe_result(request, ctx, record))
-
-
-@router.get(
-    "/v1/jobs/{job_id}/artifacts/{name:path}",
-    status_code=302,
-    summary="Redirect to a fresh download URL of one of a job's files (e.g. stage2/output.glb)",
-    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
-)
-async def artifact(ctx: ContextDep, job_id: str, name: str) -> RedirectResponse:
-    record, _, _ = await ctx.store.get_with_position(job_id)
-    if record.status is not JobStatus.succeeded:
-        raise e.JobNotReadyError(f"the job is {record.status.value}; its files are not available")
-    key = record.outputs.get(name)
-    if key is None:
-        raise e.JobNotFoundError(f"the job has no file {name!r}")
-    link = ctx.storage.download_url(key, ctx.settings.storage.url_ttl_s)
-    return RedirectResponse(link.url, status_code=302)
-
-
-@router.get("/health", summary="Service status; stage1/stage2 mean 'loaded and warm on at least one worker'")
-async def health(ctx: ContextDep) -> JSONResponse:
-    try:
-        workers = await ctx.workers()
-        redis_ok = True
-    except Exception:  # noqa: BLE001 - Redis down: answer, do not fail
-        workers, redis_ok = [], False
-    warm = [w for w in workers if w.is_warm]
-    status = "ok" if redis_ok and warm else "degraded"
-    body = {
-        "status": status,
-        "service": SERVICE_NAME,
-        "stage1": bool(warm),
-        "stage2": bool(warm),
-        "workers": {"warm": len(warm), "total": len(workers)},
-        "queue": "ok" if redis_ok else "unreachable",
-    }
-    return JSONResponse(body)
-
-
-@router.get("/info", summary="Pipelines, their parameters (defaults and bounds), workers and their GPUs")
-async def info(ctx: ContextDep) -> JSONResponse:
-    workers = await ctx.workers(fresh=True)
-    pipelines: dict[tuple[str, str], dict[str, Any]] = {}
-    for worker in workers:
-        entry = pipelines.setdefault(
-            (worker.pipeline, worker.pipeline_version),
-            {"name": worker.pipeline, "version": worker.pipeline_version, "devices": [], "warm_workers": 0},
-        )
-        if worker.device not in entry["devices"]:
-            entry["devices"].append(worker.device)
-        entry["warm_workers"] += int(worker.is_warm)
-    parameters = option_bounds()
-    settings = ctx.settings
-    body = {
-        "service": SERVICE_NAME,
-        "pipelines": list(pipelines.values()),
-        "parameters": parameters,
-        "workers": [
-            {
-                "id": w.worker_id,
-                "hostname": w.hostname,
-                "pipeline": w.pipeline,
-                "device": w.device,
-                "gpus": w.cuda_visible_devices,
-                "state": w.state,
-                "current_job": w.current_job,
-                "jobs_done": w.jobs_done,
-            }
-            for w in workers
-        ],
-        "limits": {
-            "max_upload_bytes": settings.api.max_upload_bytes,
-            "max_pixels": settings.api.max_pixels,
-            "generate_timeout_s": settings.api.generate_timeout_s,
-        },
-        "webhooks": {
-            "events": [event.value for event in WebhookEvent],
-            "retry_schedule_s": retry_schedule(settings.webhooks),
-            "signature": "Standard Webhooks v1 (webhook-id, webhook-timestamp, webhook-signature)",
-        },
-    }
-    return JSONResponse(body)
-
-
-@router.get("/", summary="A short summary of the API")
-async def summary() -> JSONResponse:
-    return JSONResponse(
-        {
-            "service": SERVICE_NAME,
-            "description": "One photo of a person in, a textured 3D model (GLB) out.",
-            "docs": "/docs",
-            "ui": "/ui",
-            "endpoints": {
-                "GET /ui": "the web page: upload a photo, watch the stages, view and download the model",
-                "POST /v1/jobs": "submit a photo; answers at once with the queued job",
-                "GET /v1/jobs/{id}": "status, progress and fresh download URLs",
-                "POST /v1/jobs/{id}/cancel": "cancel a queued or running job",
-                "GET /v1/jobs/{id}/webhooks": "webhook delivery log",
-                "POST /generate": "synchronous: submit, wait, answer the result (JSON or zip)",
-                "GET /health": "service status",
-                "GET /info": "pipelines, parameters, workers",
-            },
-        }
-    )

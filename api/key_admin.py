@@ -1,9 +1,12 @@
 """``synchuman keys create|revoke|list``: the operator's API-key commands.
 
+    python -m api.key_admin [--json] create --name NAME | revoke KEY_ID | list
+
 These talk to the deployment's Redis directly (``SYNCHUMAN_REDIS__URL``), not
 to the HTTP API: minting keys is an operator's act, so it needs access to the
-database rather than a key of its own.  A created token is printed once; only
-its SHA-256 digest is stored.
+database rather than a key of its own.  They live beside the API, which checks
+the keys; the ``synchuman`` CLI (HTTP only) runs this module as a command.  A
+created token is printed once; only its SHA-256 digest is stored.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ from shared.auth import KeyStore
 from shared.settings import get_settings
 
 
-def add_keys_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``keys`` and its three actions on the CLI's subparsers."""
-    keys = sub.add_parser("keys", help="create, revoke or list API keys (operators; needs Redis access)")
+def build_parser() -> argparse.ArgumentParser:
+    keys = argparse.ArgumentParser(prog="synchuman keys", description="create, revoke or list API keys")
     actions = keys.add_subparsers(dest="keys_command", required=True)
     create = actions.add_parser("create", help="create a key and print its token once")
     create.add_argument("--name", required=True, help="who or what the key is for")
@@ -29,7 +31,7 @@ def add_keys_parser(sub: argparse._SubParsersAction) -> None:
     revoke.add_argument("key_id", help="the key's id (the part after shk_ in its token)")
     actions.add_parser("list", help="list keys (never their tokens)")
     keys.add_argument("--json", action="store_true", help="print JSON")
-    keys.set_defaults(run=run_keys_command)
+    return keys
 
 
 def _store() -> KeyStore:
@@ -63,3 +65,11 @@ def run_keys_command(args: argparse.Namespace) -> int:
             state = "active" if k.is_active else "revoked " + time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.revoked_at))
             print(f"{k.key_id}  {time.strftime('%Y-%m-%d %H:%M', time.gmtime(k.created_at))}  {state:24}  {k.name}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_keys_command(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
