@@ -72,8 +72,8 @@ async def _recover(ctx: ApiContext, job_id: str, worker_id: str) -> JobRecord | 
     if record.status is JobStatus.queued:
         await run_in_threadpool(send_generate, ctx, job_id)
     else:
-        await run_in_threadpool(remove_partial_artifacts, ctx.storage, job_id)
         await run_in_threadpool(fire, ctx.producer, record, WebhookEvent.completed)
+        await run_in_threadpool(remove_partial_artifacts, ctx.storage, job_id)
     return record
 
 

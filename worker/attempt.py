@@ -222,12 +222,13 @@ class JobAttempt:
         return record
 
     def _ended(self, record: JobRecord) -> None:
-        """After the write that made the job terminal: remove a failed job's partial files, announce it."""
-        if record.status is not JobStatus.succeeded:
-            remove_partial_artifacts(self.storage, record.id)
+        """After the write that made the job terminal: announce it, then remove a failed job's partial
+        files (its record lists none already; with the store down, removing can take a while)."""
         log.info("job ended", extra={"job_id": record.id, "status": record.status.value,
                                      "code": record.error.code if record.error else None})
         self.announce(record, WebhookEvent.completed)
+        if record.status is not JobStatus.succeeded:
+            remove_partial_artifacts(self.storage, record.id)
 
     def succeed(self, outputs: dict[str, str], timings: dict[str, float]) -> JobRecord | None:
         return self.finish(JobStatus.succeeded, stage=JobStage.upload, outputs=outputs, timings=timings)

@@ -246,9 +246,9 @@ async def cancel_job(ctx: ContextDep, job: JobDep) -> Response:
 
     record = await ctx.store.update(before.id, apply)
     if ended and record is ended[-1][0]:  # this request ended the job
+        await run_in_threadpool(fire, ctx.producer, record, WebhookEvent.completed)
         if ended[-1][1] is JobStatus.running:  # an orphan: nobody else removes what its worker uploaded
             await run_in_threadpool(remove_partial_artifacts, ctx.storage, record.id)
-        await run_in_threadpool(fire, ctx.producer, record, WebhookEvent.completed)
     status = 200 if record.status is JobStatus.canceled else 202
     body = await job_json(ctx, JobLookup(record, None, job.job_s))
     return json_response(body, status_code=status)

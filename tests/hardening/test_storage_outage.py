@@ -48,7 +48,8 @@ def test_upload_during_an_outage_fails_as_storage_unavailable_then_recovers(seaw
         assert failed.outputs == {}  # never "succeeded" without its files
         assert [e.status for e in failed.history if e.status in TERMINAL] == [JobStatus.failed]
         assert "storage unavailable; giving up" in stack.workers[0].output()
-        [completed] = wait_until(lambda: receiver.calls_to("/hooks/outage"), 30, "the completed webhook")
+        # The same worker delivers webhooks once it has tried to remove the job's files from the dead store.
+        [completed] = wait_until(lambda: receiver.calls_to("/hooks/outage"), 120, "the completed webhook")
         assert json.loads(completed.body)["error"]["code"] == "storage_unavailable"
         # A submission during the outage is refused as retryable and does not keep its idempotency key.
         during = submit_with_key(stack, "during-outage")

@@ -48,14 +48,13 @@ def s3_server(tmp_path_factory) -> Iterator[SeaweedS3]:
 
 def service_env(redis_url: str, prefix: str, *, storage: dict[str, str], extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment of one stack's processes (API and workers)."""
-    return stack_env(
-        redis_url,
-        SYNCHUMAN_REDIS__KEY_PREFIX=prefix,
-        SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S="1",
-        SYNCHUMAN_WORKER__HEARTBEAT_TTL_S="5",
+    settings = {
+        "SYNCHUMAN_REDIS__KEY_PREFIX": prefix,
+        "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "1",
+        "SYNCHUMAN_WORKER__HEARTBEAT_TTL_S": "5",
         **{f"SYNCHUMAN_STORAGE__{k.upper()}": v for k, v in storage.items()},
-        **(extra or {}),
-    )
+    }
+    return stack_env(redis_url, **{**settings, **(extra or {})})
 
 
 def s3_storage_env(s3: SeaweedS3, bucket: str) -> dict[str, str]:
