@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -48,7 +47,16 @@ from pathlib import Path
 import httpx
 
 from client.sdk import SyncHumanClient
-from client.stack import free_port, redis_server_binary, stop_processes, wait_until
+from client.stack import (
+    RedisServer,
+    ServiceProcess,
+    answers_http,
+    api_process,
+    free_port,
+    stop_all,
+    wait_until,
+    worker_process,
+)
 from shared.jobs import STAGE_PROGRESS, JobStage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,57 +70,41 @@ STAGE1_PROGRESS = STAGE_PROGRESS[JobStage.stage1]
 
 @dataclass
 class Service:
-    """Redis, the API and (re)startable workers under one state folder."""
+    """Redis, the API and (re)startable workers under one state folder (``client.stack``)."""
 
     state: Path
     env: dict[str, str]
-    processes: list[subprocess.Popen] = field(default_factory=list)
-    workers: list[subprocess.Popen] = field(default_factory=list)
+    processes: list[ServiceProcess] = field(default_factory=list)
+    workers: list[ServiceProcess] = field(default_factory=list)
     url: str = ""
 
-    def spawn(self, args: list[str], log: str) -> subprocess.Popen:
-        out = open(self.state / "logs" / log, "ab")
-        process = subprocess.Popen(args, env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-        self.processes.append(process)
-        return process
-
     def start(self) -> None:
-        (self.state / "logs").mkdir(parents=True, exist_ok=True)
-        redis_port, api_port = free_port(), free_port()
+        logs = self.state / "logs"
+        api_port = free_port()
         self.url = f"http://127.0.0.1:{api_port}"
+        redis_server = RedisServer(self.state, aof=False, log_dir=logs)
+        self.processes.append(redis_server.process)
+        redis_server.start()
         self.env.update({
-            "SYNCHUMAN_REDIS__URL": f"redis://127.0.0.1:{redis_port}/0",
+            "SYNCHUMAN_REDIS__URL": redis_server.url,
             "SYNCHUMAN_STORAGE__BACKEND": "local",
             "SYNCHUMAN_STORAGE__LOCAL_DIR": str(self.state / "storage"),
             "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": self.url,
             "SYNCHUMAN_STORAGE__SIGNING_SECRET": os.urandom(16).hex(),
             "SYNCHUMAN_WEBHOOKS__SECRET": "whsec_" + os.urandom(24).hex(),
         })
-        self.spawn([redis_server_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--dir", str(self.state)], "redis.log")
-        self.spawn([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-                    "--port", str(api_port), "--log-level", "warning"], "api.log")
-        wait_until(lambda: self._answers("/healthz"), 60, "the API to answer", interval=0.2)
-
-    def _answers(self, path: str) -> bool:
-        try:
-            return httpx.get(self.url + path, timeout=5, trust_env=False).status_code == 200
-        except httpx.HTTPError:
-            return False
+        self.processes.append(api_process("api", self.env, logs, api_port, "--log-level", "warning").start())
+        wait_until(lambda: answers_http(self.url + "/healthz"), 60, "the API to answer", interval=0.2)
 
     def start_worker(self, name: str, timeout: float = 900) -> float:
         """Start one more worker; returns seconds from its process start until ``/readyz`` lists it warm."""
         started = time.perf_counter()
-        worker = self.spawn(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "solo", "-c", "1",
-             "-Q", "gpu,webhooks", "--without-gossip", "--without-mingle", "-n", f"{name}@%h", "--loglevel", "INFO"],
-            f"worker-{name}.log",
-        )
+        worker = worker_process(f"worker-{name}", self.env, self.state / "logs").start()
+        self.processes.append(worker)
         self.workers.append(worker)
 
         def ready() -> bool:
-            if worker.poll() is not None:
-                raise RuntimeError(f"worker exited with {worker.returncode}; see {self.state / 'logs'}")
+            worker.check_alive()
             return self.warm_workers() >= len(self.workers)
 
         wait_until(ready, timeout, "the worker to be ready", interval=0.1)
@@ -126,14 +118,15 @@ class Service:
         return sum(w.get("state") in ("warm", "busy") for w in body.get("workers", []))
 
     def stop_workers(self) -> None:
-        stop_processes(self.workers, timeout=60)
         for worker in self.workers:
+            worker.stop(timeout=60)
             self.processes.remove(worker)
         self.workers.clear()
-        wait_until(lambda: not self._answers("/readyz"), 60, "the stopped workers' heartbeats to go", interval=0.2)
+        wait_until(lambda: not answers_http(self.url + "/readyz"), 60, "the stopped workers' heartbeats to go",
+                   interval=0.2)
 
     def stop(self) -> None:
-        stop_processes(self.processes)
+        stop_all(self.processes)
         self.processes.clear()
 
     def load_log(self, name: str) -> str:

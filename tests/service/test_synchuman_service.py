@@ -237,17 +237,19 @@ def test_killed_synchuman_worker_job_finishes_once_on_a_new_worker(redis_url, we
         stack.wait_ready(timeout=300)
         job_id = submit(stack, parity_photo, GOLDEN_OPTIONS)
         wait_until(lambda: get_job(stack, job_id)["stage"] == "stage1", 300, "stage 1 to start", interval=0.05)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        first.signal(signal.SIGKILL)
+        first.wait(30)
         stack.start_worker("second")
         job, _ = follow(stack, job_id)
         assert job["status"] == "succeeded", job["error"]
         assert job["attempts"] == 2
         client = redis.Redis.from_url(redis_url)
         record = json.loads(client.get(f"shcrash:job:{job_id}"))
-        assert [(e["status"], e["attempt"]) for e in record["history"]] == [
-            ("running", 1), ("running", 2), ("succeeded", 2),
-        ]
+        # Redelivered by the broker (a 3 s visibility timeout here), or first recovered from the dead
+        # worker's heartbeats (back in the queue): either way started twice and finished once.
+        history = [(e["status"], e["attempt"]) for e in record["history"]]
+        assert history in ([("running", 1), ("running", 2), ("succeeded", 2)],
+                           [("running", 1), ("queued", 1), ("running", 2), ("succeeded", 2)])
         assert client.llen("shcrash:celery:gpu") == 0  # nothing left to run it a second time
         client.close()
         assert set(download_all(job)) == ALL_FILES
@@ -265,7 +267,7 @@ def test_worker_with_one_weights_file_missing_refuses_to_start_naming_it(redis_u
     stack = Stack(env=synchuman_env(redis_url, "shmissing", weights, tmp_path / "storage"), logs=tmp_path / "logs")
     try:
         worker = stack.start_worker("incomplete")
-        assert worker.wait(timeout=120) == EXIT_PIPELINES_FAILED
+        assert worker.wait(120) == EXIT_PIPELINES_FAILED
         log = (tmp_path / "logs" / "worker-incomplete.log").read_text()
         assert "pipelines failed to load" in log
         assert "slat_decoder_mesh/model.safetensors" in log
