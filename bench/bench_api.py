@@ -32,6 +32,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -51,6 +52,7 @@ sys.path.insert(0, str(REPO))
 
 from shared.job_store import JobStore  # noqa: E402
 from shared.jobs import JobRecord, JobStatus, new_job_id  # noqa: E402
+from shared.webhook_signature import generate_secret  # noqa: E402
 
 S3_KEY, S3_SECRET = "bench", "bench-secret"
 BOUNDARY = "benchboundary7d93a"
@@ -278,6 +280,8 @@ def main() -> int:
             base_env.update({
                 "SYNCHUMAN_REDIS__URL": redis_url,
                 "SYNCHUMAN_LIMITS__MAX_QUEUE_LENGTH": "0",
+                "SYNCHUMAN_WEBHOOKS__SECRET": generate_secret(32),
+                "SYNCHUMAN_STORAGE__SIGNING_SECRET": secrets.token_hex(32),
                 "SYNCHUMAN_LOG_LEVEL": args.log_level,
             })
             backends = {

@@ -10,6 +10,7 @@ started by command line only, so this module imports nothing of the service.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -55,6 +56,9 @@ class EmbeddedStack:
     def environment(self, redis_port: int) -> dict[str, str]:
         env = dict(os.environ)
         env.setdefault("SYNCHUMAN_WORKER__PIPELINE", "preview")
+        # The stack is its own deployment: fresh secrets (services refuse to start without them),
+        # keeping a webhook secret the caller set so its receiver can verify calls.
+        env.setdefault("SYNCHUMAN_WEBHOOKS__SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
         env.update(
             {
                 "SYNCHUMAN_REDIS__URL": f"redis://127.0.0.1:{redis_port}/0",

@@ -221,3 +221,9 @@ class WebhookSignatureError(ServiceError, ValueError):
     """A webhook call whose headers or signature do not check out (receiver side)."""
 
     code = "invalid_webhook_signature"
+
+
+class ConfigurationError(ServiceError):
+    """The process's settings cannot run a safe deployment (a missing or public secret); it refuses to start."""
+
+    code = "configuration_error"

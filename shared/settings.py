@@ -30,8 +30,9 @@ class StorageSettings(BaseModel):
     """Root of the local backend (shared by the API and the worker on one machine)."""
     url_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
     """Lifetime of every download URL handed out."""
-    signing_secret: str = "change-me-local-signing-secret"
-    """HMAC key of the local backend's download URLs."""
+    signing_secret: str | None = None
+    """HMAC key of the local backend's download URLs.  No default: every process of a deployment
+    with the local backend refuses to start without it (``shared.deployment_secrets``)."""
     public_base_url: str = "http://127.0.0.1:8000"
     """Base the API's own download URLs (local backend) start with."""
     s3_endpoint: str = "http://127.0.0.1:8333"
@@ -84,8 +85,9 @@ class WorkerSettings(BaseModel):
 class WebhookSettings(BaseModel):
     """Signed job webhooks (``shared.webhooks``): secret, timeout, retry schedule, allowlist."""
 
-    secret: str = "whsec_Y2hhbmdlLW1lLWxvY2FsLXdlYmhvb2stc2VjcmV0"
-    """``whsec_<base64 key>`` signing every call (Standard Webhooks); set your own in production."""
+    secret: str | None = None
+    """``whsec_<base64 key>`` signing every call (Standard Webhooks).  No default: the API and the
+    workers refuse to start without it (``shared.deployment_secrets``)."""
     timeout_s: float = Field(15.0, gt=0, le=30)
     first_retry_s: float = Field(5.0, ge=0)
     backoff_factor: float = Field(5.0, ge=1)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from shared.errors import ConfigurationError
 from shared.settings import StorageSettings
 from shared.storage.base import DownloadUrl
 
@@ -33,6 +34,8 @@ class LocalStorage:
 
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> LocalStorage:
+        if not settings.signing_secret:
+            raise ConfigurationError("SYNCHUMAN_STORAGE__SIGNING_SECRET is not set: local download URLs cannot be signed")
         return cls(settings.local_dir, signing_secret=settings.signing_secret, public_base_url=settings.public_base_url)
 
     def path_of(self, key: str) -> Path:

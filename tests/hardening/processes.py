@@ -8,6 +8,7 @@ with a deadline, never forever.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+
+from shared.webhook_signature import generate_secret
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,6 +95,11 @@ class RedisServer:
             self.proc = None
 
 
+def generated_secrets() -> dict[str, str]:
+    """Fresh deployment secrets (services refuse to start without them)."""
+    return {"SYNCHUMAN_WEBHOOKS__SECRET": generate_secret(32), "SYNCHUMAN_STORAGE__SIGNING_SECRET": secrets.token_hex(32)}
+
+
 def service_env(redis_url: str, storage_dir: Path, **extra: str) -> dict[str, str]:
     """Environment of a service process: loopback Redis, local storage, fast recovery knobs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUMAN_")}
@@ -104,6 +112,7 @@ def service_env(redis_url: str, storage_dir: Path, **extra: str) -> dict[str, st
             "SYNCHUMAN_WORKER__VISIBILITY_TIMEOUT_S": "6",
             "SYNCHUMAN_WORKER__UNACKED_RESTORE_INTERVAL_S": "1",
             "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "0.5",
+            **generated_secrets(),
         }
     )
     env.update(extra)

@@ -43,7 +43,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 def make_context(redis_url: str, tmp_path, allow: list[str]) -> tuple[DeliveryContext, Celery]:
     settings = Settings(
         redis={"url": redis_url, "key_prefix": "delivery-test"},
-        storage={"local_dir": tmp_path / "storage"},
+        storage={"local_dir": tmp_path / "storage", "signing_secret": "delivery-test-signing-secret"},
         webhooks={"secret": generate_secret(), "allow_hosts": allow, "first_retry_s": 60, "jitter": 0},
     )
     client = redis.Redis.from_url(redis_url)

@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from client.stack import free_port, wait_until
+from tests.hardening.processes import generated_secrets
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 S3_ACCESS_KEY = "service-tests"
@@ -131,6 +132,7 @@ def service_env(redis_url: str, prefix: str, *, storage: dict[str, str], extra: 
             "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "1",
             "SYNCHUMAN_WORKER__HEARTBEAT_TTL_S": "5",
             "PYTHONPATH": str(REPO_ROOT),
+            **generated_secrets(),
         }
     )
     env.update({f"SYNCHUMAN_STORAGE__{k.upper()}": v for k, v in storage.items()})
