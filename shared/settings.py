@@ -45,6 +45,10 @@ class StorageSettings(BaseModel):
     s3_secret_key: str = "synchuman-secret"
     s3_retention_days: int = Field(7, ge=1)
     """Lifecycle rule applied to ``jobs/`` when the bucket is set up."""
+    s3_connect_timeout_s: float = Field(3.0, gt=0)
+    """Longest wait for a TCP connection to S3."""
+    s3_read_timeout_s: float = Field(20.0, gt=0)
+    """Longest wait for the next byte of an S3 answer (a hung store fails the call after this)."""
 
 
 class ApiSettings(BaseModel):
@@ -60,6 +64,9 @@ class ApiSettings(BaseModel):
     """How long an ``Idempotency-Key`` maps to its job."""
     generate_timeout_s: float = Field(600.0, gt=0)
     """How long the synchronous ``POST /generate`` waits before answering 504 with the job id."""
+    storage_deadline_s: float = Field(3.0, gt=0)
+    """Overall limit of the storage calls one request makes (the photo upload, the readiness probe),
+    retries included: a hung store answers ``503 storage_unavailable`` (or not ready) within it."""
 
 
 class WorkerSettings(BaseModel):
@@ -148,6 +155,9 @@ class StorageRetrySettings(BaseModel):
     attempts: int = Field(4, ge=1)
     first_delay_s: float = Field(0.5, ge=0)
     max_delay_s: float = Field(8.0, ge=0)
+    deadline_s: float = Field(180.0, gt=0)
+    """Overall limit of one storage operation in a worker, retries included (the API uses
+    ``api.storage_deadline_s``); past it the operation fails with ``storage_unavailable``."""
 
 
 class Settings(BaseSettings):
