@@ -70,6 +70,12 @@ class MissingImageError(InvalidInputError):
     code = "missing_image"
 
 
+class MultipleImagesError(InvalidInputError):
+    """More than one ``image`` part: the service never picks one silently."""
+
+    code = "multiple_images"
+
+
 class UrlRefusedError(InvalidInputError):
     """``image_url``/``webhook_url`` points somewhere the service will not go."""
 
