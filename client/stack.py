@@ -117,7 +117,8 @@ class EmbeddedStack:
         python = sys.executable
         self._spawn(
             [python, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
+             "--port", str(self.port), "--log-level", "warning",
+             "--http", "api.connection_guard:GuardedHttpProtocol"],  # header/body timeouts, connection cap
             env, "api.log",
         )
         self._spawn(

@@ -64,6 +64,13 @@ class ApiSettings(BaseModel):
     """How long an ``Idempotency-Key`` maps to its job."""
     generate_timeout_s: float = Field(600.0, gt=0)
     """How long the synchronous ``POST /generate`` waits before answering 504 with the job id."""
+    max_connections: int = Field(10_000, ge=1)
+    """Open client connections per API process (also kept below its open-files limit); at the cap a
+    new connection replaces the one waiting longest without a request (``api.connection_guard``)."""
+    header_timeout_s: float = Field(10.0, gt=0)
+    """A request's line and headers must arrive within this time, else the connection is closed."""
+    body_timeout_s: float = Field(30.0, gt=0)
+    """Longest pause of a client while it sends a request body, else the connection is closed."""
     storage_deadline_s: float = Field(3.0, gt=0)
     """Overall limit of the storage calls one request makes (the photo upload, the readiness probe),
     retries included: a hung store answers ``503 storage_unavailable`` (or not ready) within it."""

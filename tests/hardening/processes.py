@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import redis
 
 from shared.webhook_signature import generate_secret
@@ -175,10 +176,26 @@ def celery_worker(name: str, env: dict[str, str], workdir: Path) -> ServiceProce
     return ServiceProcess(name, args, env, workdir)
 
 
+GUARDED_HTTP = "api.connection_guard:GuardedHttpProtocol"
+"""The HTTP protocol every deployment of the API runs with (connection limits)."""
+
+
 def uvicorn_api(name: str, env: dict[str, str], workdir: Path, port: int) -> ServiceProcess:
     args = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-            "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "20"]
+            "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "20", "--http", GUARDED_HTTP]
     return ServiceProcess(name, args, env, workdir)
+
+
+def probe_healthz(prober: httpx.Client, seconds: float) -> list[float]:
+    """Latencies (ms) of ``GET /healthz`` sent one after another for ``seconds``."""
+    latencies_ms = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        assert prober.get("/healthz").status_code == 200
+        latencies_ms.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.01)
+    return latencies_ms
 
 
 def rss_bytes(pid: int) -> int:

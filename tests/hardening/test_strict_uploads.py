@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import require_shared
-from tests.hardening.processes import RedisServer, Stack
+from tests.hardening.processes import RedisServer, Stack, probe_healthz
 
 MAX_PIXELS = 40_000_000
 
@@ -120,18 +120,6 @@ def light_heavy_png(side: int = 6_000) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=9)
     return buffer.getvalue()
-
-
-def probe_healthz(prober: httpx.Client, seconds: float) -> list[float]:
-    """Latencies (ms) of ``GET /healthz`` sent one after another for ``seconds``."""
-    latencies_ms = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        started = time.perf_counter()
-        assert prober.get("/healthz").status_code == 200
-        latencies_ms.append((time.perf_counter() - started) * 1000)
-        time.sleep(0.01)
-    return latencies_ms
 
 
 def test_a_large_pixel_count_in_a_small_file_is_decoded_off_the_event_loop(stack):
