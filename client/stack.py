@@ -189,6 +189,17 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM ``process`` and wait up to ``timeout`` s for it; SIGKILL it if it is still there."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def stop_processes(processes: list[subprocess.Popen], timeout: float = 15) -> None:
     """Stop the processes one by one, last started first: SIGTERM, wait up to ``timeout``, else SIGKILL.
 
@@ -199,14 +210,7 @@ def stop_processes(processes: list[subprocess.Popen], timeout: float = 15) -> No
     remaining = list(reversed(processes))
     try:
         while remaining:
-            process = remaining[0]
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(remaining[0], timeout)
             remaining.pop(0)
     finally:
         for process in remaining:

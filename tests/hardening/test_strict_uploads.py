@@ -8,7 +8,6 @@ import struct
 import threading
 import time
 import zlib
-from pathlib import Path
 
 import cv2
 import httpx
