@@ -198,6 +198,12 @@ def probe_healthz(prober: httpx.Client, seconds: float) -> list[float]:
     return latencies_ms
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> int:
     """Resident memory of a process (Linux /proc), in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

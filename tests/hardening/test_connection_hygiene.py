@@ -15,13 +15,12 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.hardening.processes import REPO_ROOT, Stack, probe_healthz, wait_until
+from tests.hardening.processes import REPO_ROOT, Stack, cpu_seconds, probe_healthz, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +32,6 @@ HOLD_S = 12
 
 def open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_20000_half_open_connections_leave_healthz_answering(tmp_path, redis_server):

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import require_shared
-from tests.hardening.processes import RedisServer, Stack, probe_healthz
+from tests.hardening.processes import RedisServer, Stack, cpu_seconds, probe_healthz
 
 MAX_PIXELS = 40_000_000
 
@@ -134,6 +134,7 @@ def test_a_large_pixel_count_in_a_small_file_is_decoded_off_the_event_loop(stack
     clients = [threading.Thread(target=uploader) for _ in range(3)]
     with httpx.Client(base_url=stack.api_url, timeout=10) as prober:
         quiet = probe_healthz(prober, 2)  # this machine's own noise, without uploads
+        api_cpu = cpu_seconds(stack.api.pid)
         for client in clients:
             client.start()
         try:
@@ -142,8 +143,12 @@ def test_a_large_pixel_count_in_a_small_file_is_decoded_off_the_event_loop(stack
             stop.set()
             for client in clients:
                 client.join(60)
+    api_cpu = cpu_seconds(stack.api.pid) - api_cpu
     quiet_p99, p50, p99 = np.percentile(quiet, 99), statistics.median(loaded), np.percentile(loaded, 99)
     print(f"\n36-megapixel PNG of {len(heavy) // 1024} KB x {len(results)} uploads (3 clients): /healthz "
-          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(loaded)} probes (p99 without uploads {quiet_p99:.1f} ms)")
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(loaded)} probes (p99 without uploads {quiet_p99:.1f} ms); "
+          f"API CPU {api_cpu:.1f} s in 8 s")
     assert results and set(results) == {202}
-    assert p99 <= quiet_p99 + 100  # decoded in a thread, the photos add little to anyone's wait
+    # Decoded on the event loop, each photo stalls every request for its whole decode (p99 over 1 s
+    # here); in a thread, what remains is this 2-core machine's contention.
+    assert p99 <= quiet_p99 + 200
