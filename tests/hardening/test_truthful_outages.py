@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from tests.hardening.fault_pipelines import tiny_person_png
-from tests.hardening.processes import RedisServer, SeaweedS3, Stack
+from shared.storage.s3 import S3Storage
+from tests.hardening.processes import RedisServer, SeaweedS3, Stack, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +39,11 @@ def test_a_hung_s3_store_answers_readyz_and_submissions_within_five_seconds(tmp_
     redis_server = RedisServer(tmp_path, aof=False).start()
     stack = Stack(tmp_path, redis_server, **seaweed.storage_env("hung"))
     try:
+        # The bucket first, with time to spare: a freshly started SeaweedFS can be slow to create
+        # one, and the API creates it (if missing) before it answers.
+        store = S3Storage(endpoint=seaweed.endpoint, public_endpoint=None, bucket="hung", region="us-east-1",
+                          access_key=seaweed.ACCESS_KEY, secret_key=seaweed.SECRET_KEY)
+        wait_until(lambda: store.ensure_bucket() or True, 90, "the bucket", interval_s=1)
         stack.start_api()
         ready, _ = timed(lambda: httpx.get(f"{stack.api_url}/readyz", timeout=30))
         assert ready.json()["checks"]["storage"]["ok"] is True, ready.text
