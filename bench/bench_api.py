@@ -159,11 +159,11 @@ def start_seaweedfs(workdir: Path) -> tuple[subprocess.Popen, str]:
     return process, endpoint
 
 
-def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def start_api(env: dict[str, str], http: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**env, "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     args = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+            "--workers", "1", "--loop", "uvloop", "--http", http, "--no-access-log", "--log-level", "warning"]
     process = subprocess.Popen(pinned(API_CPU, args), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 60, "uvicorn")
@@ -259,6 +259,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per scenario; the run with the median rate is reported, with the range of rates")
     parser.add_argument("--log-level", default="WARNING", help="SYNCHUMAN_LOG_LEVEL of the API process")
+    parser.add_argument("--http", default="api.connection_guard:GuardedHttpProtocol",
+                        help="uvicorn's --http: the protocol deployments run (default), or httptools to compare")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed as the load generator: apt install wrk", file=sys.stderr)
@@ -293,7 +295,7 @@ def main() -> int:
             script = submit_script(workdir, multipart_body(person_png()))
             for backend, storage_env in backends.items():
                 prefix = f"bench-{backend}"
-                api_proc, api_url = start_api({**base_env, **storage_env, "SYNCHUMAN_REDIS__KEY_PREFIX": prefix})
+                api_proc, api_url = start_api({**base_env, **storage_env, "SYNCHUMAN_REDIS__KEY_PREFIX": prefix}, args.http)
                 processes.append(api_proc)
                 check = httpx.post(f"{api_url}/v1/jobs", files={"image": ("p.png", person_png(), "image/png")})
                 assert check.status_code == 202, check.text
