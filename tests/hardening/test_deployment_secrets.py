@@ -86,7 +86,7 @@ def test_compose_requires_every_secret_and_publishes_none():
     env = compose["x-service-env"]
     assert re.fullmatch(r"\$\{SYNCHUMAN_WEBHOOK_SECRET:\?[^}]+\}", env["SYNCHUMAN_WEBHOOKS__SECRET"])
     assert re.fullmatch(r"\$\{SYNCHUMAN_S3_SECRET_KEY:\?[^}]+\}", env["SYNCHUMAN_STORAGE__S3_SECRET_KEY"])
-    assert compose["services"]["s3"]["environment"]["MINIO_ROOT_PASSWORD"].startswith("${SYNCHUMAN_S3_SECRET_KEY:?")
+    assert compose["services"]["s3"]["environment"]["S3_SECRET_KEY"].startswith("${SYNCHUMAN_S3_SECRET_KEY:?")
     # No secret falls back to a default written in the file.
     assert not re.search(r"SECRET[A-Z_]*:-", text)
     for name in ("api", "webhooks", "worker-gpu0", "worker-gpu1"):
