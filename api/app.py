@@ -17,6 +17,7 @@ from api.security import authorize, install_hardening
 from api import legacy, lifecycle
 from api.routes import files, health, jobs
 from api.ui import router as ui_router
+from shared.deployment_secrets import require_deployment_secrets
 from shared.settings import Settings, get_settings
 from shared.structured_logging import configure_logging
 
@@ -44,6 +45,7 @@ def _opentelemetry_configured() -> bool:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    require_deployment_secrets(settings)  # before anything listens: no public secret in a deployment
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -32,6 +32,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -51,6 +52,7 @@ sys.path.insert(0, str(REPO))
 
 from shared.job_store import JobStore  # noqa: E402
 from shared.jobs import JobRecord, JobStatus, new_job_id  # noqa: E402
+from shared.webhook_signature import generate_secret  # noqa: E402
 
 S3_KEY, S3_SECRET = "bench", "bench-secret"
 BOUNDARY = "benchboundary7d93a"
@@ -157,11 +159,11 @@ def start_seaweedfs(workdir: Path) -> tuple[subprocess.Popen, str]:
     return process, endpoint
 
 
-def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def start_api(env: dict[str, str], http: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**env, "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     args = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+            "--workers", "1", "--loop", "uvloop", "--http", http, "--no-access-log", "--log-level", "warning"]
     process = subprocess.Popen(pinned(API_CPU, args), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, 60, "uvicorn")
@@ -257,6 +259,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per scenario; the run with the median rate is reported, with the range of rates")
     parser.add_argument("--log-level", default="WARNING", help="SYNCHUMAN_LOG_LEVEL of the API process")
+    parser.add_argument("--http", default="api.connection_guard:GuardedHttpProtocol",
+                        help="uvicorn's --http: the protocol deployments run (default), or httptools to compare")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed as the load generator: apt install wrk", file=sys.stderr)
@@ -278,6 +282,8 @@ def main() -> int:
             base_env.update({
                 "SYNCHUMAN_REDIS__URL": redis_url,
                 "SYNCHUMAN_LIMITS__MAX_QUEUE_LENGTH": "0",
+                "SYNCHUMAN_WEBHOOKS__SECRET": generate_secret(32),
+                "SYNCHUMAN_STORAGE__SIGNING_SECRET": secrets.token_hex(32),
                 "SYNCHUMAN_LOG_LEVEL": args.log_level,
             })
             backends = {
@@ -289,7 +295,7 @@ def main() -> int:
             script = submit_script(workdir, multipart_body(person_png()))
             for backend, storage_env in backends.items():
                 prefix = f"bench-{backend}"
-                api_proc, api_url = start_api({**base_env, **storage_env, "SYNCHUMAN_REDIS__KEY_PREFIX": prefix})
+                api_proc, api_url = start_api({**base_env, **storage_env, "SYNCHUMAN_REDIS__KEY_PREFIX": prefix}, args.http)
                 processes.append(api_proc)
                 check = httpx.post(f"{api_url}/v1/jobs", files={"image": ("p.png", person_png(), "image/png")})
                 assert check.status_code == 202, check.text

@@ -37,6 +37,7 @@ import argparse
 import io
 import json
 import os
+import secrets
 import shutil
 import signal
 import statistics
@@ -58,6 +59,7 @@ from client.stack import free_port, redis_server_binary, stop_processes, wait_un
 from shared.heartbeat import list_workers  # noqa: E402
 from shared.job_store import JobKeys  # noqa: E402
 from shared.jobs import JobRecord, JobStatus  # noqa: E402
+from shared.webhook_signature import generate_secret  # noqa: E402
 
 PREFIX = "bench-multi-gpu"
 TARGET_RATIO = 0.6
@@ -220,6 +222,8 @@ class Service:
             "SYNCHUMAN_WORKER__UNACKED_RESTORE_INTERVAL_S": "1",
             "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "1",
             "SYNCHUMAN_WORKER__HEARTBEAT_TTL_S": "5",
+            "SYNCHUMAN_WEBHOOKS__SECRET": generate_secret(32),
+            "SYNCHUMAN_STORAGE__SIGNING_SECRET": secrets.token_hex(32),
         })
         if self.args.pipeline == "synchuman":
             self.env["SYNCHUMAN_WORKER__WEIGHTS_DIR"] = str(self.args.weights_dir)

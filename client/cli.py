@@ -187,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     except SyncHumanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the embedded stack, if any, is already stopped
+        return 130
 
 
 if __name__ == "__main__":

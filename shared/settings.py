@@ -30,8 +30,9 @@ class StorageSettings(BaseModel):
     """Root of the local backend (shared by the API and the worker on one machine)."""
     url_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
     """Lifetime of every download URL handed out."""
-    signing_secret: str = "change-me-local-signing-secret"
-    """HMAC key of the local backend's download URLs."""
+    signing_secret: str | None = None
+    """HMAC key of the local backend's download URLs.  No default: every process of a deployment
+    with the local backend refuses to start without it (``shared.deployment_secrets``)."""
     public_base_url: str = "http://127.0.0.1:8000"
     """Base the API's own download URLs (local backend) start with."""
     s3_endpoint: str = "http://127.0.0.1:8333"
@@ -44,6 +45,10 @@ class StorageSettings(BaseModel):
     s3_secret_key: str = "synchuman-secret"
     s3_retention_days: int = Field(7, ge=1)
     """Lifecycle rule applied to ``jobs/`` when the bucket is set up."""
+    s3_connect_timeout_s: float = Field(3.0, gt=0)
+    """Longest wait for a TCP connection to S3."""
+    s3_read_timeout_s: float = Field(20.0, gt=0)
+    """Longest wait for the next byte of an S3 answer (a hung store fails the call after this)."""
 
 
 class ApiSettings(BaseModel):
@@ -59,6 +64,16 @@ class ApiSettings(BaseModel):
     """How long an ``Idempotency-Key`` maps to its job."""
     generate_timeout_s: float = Field(600.0, gt=0)
     """How long the synchronous ``POST /generate`` waits before answering 504 with the job id."""
+    max_connections: int = Field(10_000, ge=1)
+    """Open client connections per API process (also kept below its open-files limit); at the cap a
+    new connection replaces the one waiting longest without a request (``api.connection_guard``)."""
+    header_timeout_s: float = Field(10.0, gt=0)
+    """A request's line and headers must arrive within this time, else the connection is closed."""
+    body_timeout_s: float = Field(30.0, gt=0)
+    """Longest pause of a client while it sends a request body, else the connection is closed."""
+    storage_deadline_s: float = Field(3.0, gt=0)
+    """Overall limit of the storage calls one request makes (the photo upload, the readiness probe),
+    retries included: a hung store answers ``503 storage_unavailable`` (or not ready) within it."""
 
 
 class WorkerSettings(BaseModel):
@@ -84,8 +99,9 @@ class WorkerSettings(BaseModel):
 class WebhookSettings(BaseModel):
     """Signed job webhooks (``shared.webhooks``): secret, timeout, retry schedule, allowlist."""
 
-    secret: str = "whsec_Y2hhbmdlLW1lLWxvY2FsLXdlYmhvb2stc2VjcmV0"
-    """``whsec_<base64 key>`` signing every call (Standard Webhooks); set your own in production."""
+    secret: str | None = None
+    """``whsec_<base64 key>`` signing every call (Standard Webhooks).  No default: the API and the
+    workers refuse to start without it (``shared.deployment_secrets``)."""
     timeout_s: float = Field(15.0, gt=0, le=30)
     first_retry_s: float = Field(5.0, ge=0)
     backoff_factor: float = Field(5.0, ge=1)
@@ -146,6 +162,9 @@ class StorageRetrySettings(BaseModel):
     attempts: int = Field(4, ge=1)
     first_delay_s: float = Field(0.5, ge=0)
     max_delay_s: float = Field(8.0, ge=0)
+    deadline_s: float = Field(180.0, gt=0)
+    """Overall limit of one storage operation in a worker, retries included (the API uses
+    ``api.storage_deadline_s``); past it the operation fails with ``storage_unavailable``."""
 
 
 class Settings(BaseSettings):

@@ -63,7 +63,13 @@ RETRIED_CLIENT_ERRORS = frozenset({408, 429})
 
 
 def is_retryable_status(status_code: int) -> bool:
-    """Whether an answer other than 2xx is worth another attempt."""
+    """Whether an answer other than 2xx is worth another attempt.
+
+    Redirects are never followed (the target would escape the URL check) and a receiver
+    that redirects will do so again: 3xx is a failed delivery, not retried.
+    """
+    if 300 <= status_code < 400:
+        return False
     if 400 <= status_code < 500:
         return status_code in RETRIED_CLIENT_ERRORS
     return True

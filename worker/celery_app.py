@@ -16,12 +16,16 @@ import os
 
 from celery import Celery, signals
 
+from shared.deployment_secrets import require_deployment_secrets
+from shared.errors import ConfigurationError
 from shared.queue import GPU_QUEUE, celery_config
 from shared.settings import get_settings
 from shared.structured_logging import configure_logging
 
 EXIT_PIPELINES_FAILED = 3
 """Exit status of a worker whose pipelines could not be loaded."""
+EXIT_CONFIGURATION = 78
+"""Exit status of a worker whose settings are unsafe (a missing or published secret): EX_CONFIG."""
 
 log = logging.getLogger("worker")
 app = Celery("synchuman-worker")
@@ -35,6 +39,7 @@ def _load_pipelines_in_solo_worker(**_: object) -> None:
     from worker.runtime import start_runtime
 
     configure_logging("worker")
+    _refuse_unsafe_settings()
     if _consumes_gpu_queue():
         _start_or_exit(start_runtime)
 
@@ -62,6 +67,16 @@ def _start_or_exit(start_runtime) -> None:
         log.critical("pipelines failed to load; worker exits without consuming jobs", exc_info=True)
         logging.shutdown()
         os._exit(EXIT_PIPELINES_FAILED)
+
+
+def _refuse_unsafe_settings() -> None:
+    """End the process before it consumes a job when a deployment secret is missing or public."""
+    try:
+        require_deployment_secrets(get_settings())
+    except ConfigurationError as exc:
+        log.critical(exc.message)
+        logging.shutdown()
+        os._exit(EXIT_CONFIGURATION)
 
 
 def _consumes_gpu_queue() -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
+import anyio
 import orjson
 from fastapi import APIRouter, Form, Header, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -13,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from api.context import ApiContext, ContextDep
-from api.image_checks import check_image
+from api.image_checks import check_image, decodes_quickly
 from api.security import admit_submission
 from api.schemas import ErrorBody, JobCreated, JobRead
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
@@ -29,6 +31,7 @@ from shared.errors import (
     InvalidOptionsError,
     JobNotReadyError,
     MissingImageError,
+    MultipleImagesError,
     PayloadTooLargeError,
     ServiceUnavailableError,
 )
@@ -39,12 +42,14 @@ from shared.queue import GENERATE_TASK, GPU_QUEUE
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 INLINE_CHECK_BYTES = 512 * 1024
-"""Uploads up to this size are checked on the event loop; larger ones in a thread."""
+"""Uploads up to this size are checked on the event loop if they also have few pixels
+(:func:`api.image_checks.decodes_quickly`); the others in a thread."""
 
 OPTIONS_EXAMPLE = '{"seed": 43, "stage1_steps": 50, "guidance_scale": 3.0, "stage2_steps": 25, "cfg_strength": 5.0, "texture_size": 1024, "simplify": 0.7}'
 
 BAD_INPUT = {
-    400: {"model": ErrorBody, "description": "Neither or both of `image` and `image_url` (`missing_image`)."},
+    400: {"model": ErrorBody, "description": "Neither or both of `image` and `image_url` (`missing_image`); "
+          "more than one `image` part (`multiple_images`)."},
     413: {"model": ErrorBody, "description": "Over the byte cap (`payload_too_large`)."},
     415: {"model": ErrorBody, "description": "An image format other than PNG/JPEG/WebP (`unsupported_format`)."},
     422: {
@@ -54,6 +59,13 @@ BAD_INPUT = {
     },
     503: {"model": ErrorBody, "description": "The queue cannot be reached (`service_unavailable`)."},
 }
+
+
+@functools.cache
+def _heavy_checks() -> anyio.CapacityLimiter:
+    """One large photo decoded at a time per API process: each takes a core and up to
+    ``max_pixels`` x 4 bytes of memory, and the event loop keeps the other core."""
+    return anyio.CapacityLimiter(1)
 
 
 def _links(job_id: str) -> dict[str, str]:
@@ -91,6 +103,7 @@ class SubmitForm(BaseModel):
         where a file belongs) is a ``RequestValidationError`` with the same
         ``body.<field>`` location FastAPI reports.
         """
+        refuse_multiple_images(form)
         given = {
             name: value for name, value in form.items()
             if name in cls.model_fields and value != "" and not _is_empty_file_input(value)
@@ -101,6 +114,12 @@ class SubmitForm(BaseModel):
             raise RequestValidationError(
                 [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
             ) from None
+
+
+def refuse_multiple_images(form: FormData) -> None:
+    """Raise ``multiple_images`` for a form with more than one ``image`` part (never pick one silently)."""
+    if len(form.getlist("image")) > 1:
+        raise MultipleImagesError("send one `image` part; this request has several")
 
 
 def _is_empty_file_input(value: object) -> bool:
@@ -149,10 +168,10 @@ async def submit_job(request: Request, ctx: ApiContext, form: SubmitForm, idempo
         data = await image.read(settings.max_upload_bytes + 1)
     else:
         data = await fetch_image(image_url, settings)
-    if len(data) <= INLINE_CHECK_BYTES:
+    if len(data) <= INLINE_CHECK_BYTES and decodes_quickly(data):
         checked = check_image(data, settings)
     else:
-        checked = await run_in_threadpool(check_image, data, settings)
+        checked = await anyio.to_thread.run_sync(check_image, data, settings, limiter=_heavy_checks())
 
     owner, job_id = request.state.key_id, new_job_id()
     record = JobRecord(

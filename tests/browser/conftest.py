@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.hardening.processes import generated_secrets
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SYNCHUMAN_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -118,6 +120,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         "SYNCHUMAN_WORKER__PIPELINE": "preview",
         "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "1",
         "PYTHONPATH": str(REPO_ROOT),
+        **generated_secrets(),
     }
     logs = {name: open(workdir / f"{name}.log", "wb") for name in ("redis", "api", "worker")}
     processes: list[subprocess.Popen] = []

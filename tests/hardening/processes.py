@@ -8,6 +8,7 @@ with a deadline, never forever.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,7 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import redis
+
+from shared.webhook_signature import generate_secret
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,6 +96,11 @@ class RedisServer:
             self.proc = None
 
 
+def generated_secrets() -> dict[str, str]:
+    """Fresh deployment secrets (services refuse to start without them)."""
+    return {"SYNCHUMAN_WEBHOOKS__SECRET": generate_secret(32), "SYNCHUMAN_STORAGE__SIGNING_SECRET": secrets.token_hex(32)}
+
+
 def service_env(redis_url: str, storage_dir: Path, **extra: str) -> dict[str, str]:
     """Environment of a service process: loopback Redis, local storage, fast recovery knobs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUMAN_")}
@@ -104,6 +113,7 @@ def service_env(redis_url: str, storage_dir: Path, **extra: str) -> dict[str, st
             "SYNCHUMAN_WORKER__VISIBILITY_TIMEOUT_S": "6",
             "SYNCHUMAN_WORKER__UNACKED_RESTORE_INTERVAL_S": "1",
             "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "0.5",
+            **generated_secrets(),
         }
     )
     env.update(extra)
@@ -166,10 +176,32 @@ def celery_worker(name: str, env: dict[str, str], workdir: Path) -> ServiceProce
     return ServiceProcess(name, args, env, workdir)
 
 
+GUARDED_HTTP = "api.connection_guard:GuardedHttpProtocol"
+"""The HTTP protocol every deployment of the API runs with (connection limits)."""
+
+
 def uvicorn_api(name: str, env: dict[str, str], workdir: Path, port: int) -> ServiceProcess:
     args = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-            "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "20"]
+            "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "20", "--http", GUARDED_HTTP]
     return ServiceProcess(name, args, env, workdir)
+
+
+def probe_healthz(prober: httpx.Client, seconds: float) -> list[float]:
+    """Latencies (ms) of ``GET /healthz`` sent one after another for ``seconds``."""
+    latencies_ms = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        assert prober.get("/healthz").status_code == 200
+        latencies_ms.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.01)
+    return latencies_ms
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int:

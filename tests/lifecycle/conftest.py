@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from shared.webhook_signature import generate_secret
-from tests.hardening.processes import RedisServer, ServiceProcess, free_port, wait_until
+from tests.hardening.processes import RedisServer, ServiceProcess, free_port, generated_secrets, wait_until
 from tests.lifecycle.receiver import WebhookReceiver
 
 FAST_OPTIONS = {"texture_size": 512, "simplify": 0.95, "stage1_steps": 2, "stage2_steps": 2}
@@ -95,6 +95,7 @@ def lifecycle_stack(tmp_path_factory, receiver) -> Iterator[LifecycleStack]:
             "SYNCHUMAN_WORKER__PIPELINE": "preview",
             "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "0.5",
             "SYNCHUMAN_WORKER__HEARTBEAT_TTL_S": "5",
+            **generated_secrets(),
             "SYNCHUMAN_WEBHOOKS__SECRET": secret,
             "SYNCHUMAN_WEBHOOKS__ALLOW_HOSTS": '["127.0.0.1"]',
             "SYNCHUMAN_API__GENERATE_TIMEOUT_S": str(JOB_TIMEOUT_S),

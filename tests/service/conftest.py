@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,8 @@ import httpx
 import pytest
 import redis
 
-from client.stack import free_port, wait_until
+from client.stack import free_port, stop_process, wait_until
+from tests.hardening.processes import generated_secrets
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 S3_ACCESS_KEY = "service-tests"
@@ -31,16 +31,6 @@ FAST_OPTIONS = {"texture_size": 512, "simplify": 0.95}
 MAX_UPLOAD_BYTES = 3_000_000
 MAX_PIXELS = 4_000_000
 WEBHOOK_SECRET = "whsec_d2ViaG9vay10ZXN0LXNlY3JldA=="
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass
@@ -131,6 +121,7 @@ def service_env(redis_url: str, prefix: str, *, storage: dict[str, str], extra: 
             "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "1",
             "SYNCHUMAN_WORKER__HEARTBEAT_TTL_S": "5",
             "PYTHONPATH": str(REPO_ROOT),
+            **generated_secrets(),
         }
     )
     env.update({f"SYNCHUMAN_STORAGE__{k.upper()}": v for k, v in storage.items()})

@@ -18,7 +18,8 @@ from worker.runtime import WorkerRuntime
 def runtime(redis_url, tmp_path_factory):
     settings = Settings(
         redis=RedisSettings(url=redis_url, key_prefix=f"gen-{uuid.uuid4().hex[:8]}"),
-        storage=StorageSettings(backend="local", local_dir=tmp_path_factory.mktemp("gen-storage")),
+        storage=StorageSettings(backend="local", local_dir=tmp_path_factory.mktemp("gen-storage"),
+                                signing_secret="generation-test-signing-secret"),
         worker=WorkerSettings(pipeline="preview", max_attempts=2, heartbeat_interval_s=1),
         jobs=JobSettings(),
     )
