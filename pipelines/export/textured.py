@@ -104,6 +104,17 @@ def gaussian_observations(gaussians: Gaussians, config: ExportConfig, device: to
     return observations
 
 
+def _one_copy(cleaned: TriangleMesh, unwrapped: TriangleMesh, sources: np.ndarray) -> np.ndarray:
+    """(V,) index of one unwrapped copy of each cleaned vertex (the nearest unwrapped
+    vertex for the rare vertex no face uses, which the unwrapping drops)."""
+    copy = np.full(len(cleaned.vertices), -1, dtype=np.int64)
+    copy[sources] = np.arange(len(sources))
+    missing = np.nonzero(copy < 0)[0]
+    if len(missing):
+        copy[missing] = cKDTree(unwrapped.vertices).query(cleaned.vertices[missing])[1]
+    return copy
+
+
 def export_textured_mesh(
     mesh: TriangleMesh,
     views: MultiviewOutput,
@@ -142,7 +153,7 @@ def export_textured_mesh(
     if config.hole_fill is not None:
         cleaned = remove_inner_faces(simplified, config.hole_fill, device=torch_device)
     start = timed("holes", start)
-    unwrapped, uvs = unwrap_uv(cleaned, resolution=texture_size)
+    unwrapped, uvs, sources = unwrap_uv(cleaned, resolution=texture_size, return_sources=True)
     start = timed("uv", start)
     observations = stage1_observations(views, config, torch_device)
     if gaussians is not None and config.gaussian_views > 0:
@@ -161,12 +172,11 @@ def export_textured_mesh(
     )
     start = timed("bake", start)
 
-    glb = glb_bytes(unwrapped, uvs, Image.fromarray(texture))
+    glb = glb_bytes(unwrapped, uvs, Image.fromarray(texture), groups=sources)
     # PLY: the cleaned mesh (no seam duplicates), coloured from the texture.
     texel = np.clip((np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], 1) * texture_size).astype(np.int64), 0, texture_size - 1)
     unwrapped_colors = texture[texel[:, 1], texel[:, 0]].astype(np.float32) / 255.0  # (V', 3)
-    _, source = cKDTree(unwrapped.vertices).query(cleaned.vertices)
-    ply = ply_bytes(TriangleMesh(cleaned.vertices, cleaned.faces, unwrapped_colors[source]))
+    ply = ply_bytes(TriangleMesh(cleaned.vertices, cleaned.faces, unwrapped_colors[_one_copy(cleaned, unwrapped, sources)]))
     timed("encode", start)
     return MeshOutput(
         glb=glb,
