@@ -24,6 +24,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import breadth_first_order, connected_components, maximum_flow
 
 from pipelines.export.cameras import sphere_cameras
+from pipelines.export.clock import PhaseClock
 from pipelines.export.raster import rasterize
 from pipelines.geometry import TriangleMesh
 
@@ -435,9 +436,17 @@ def remove_inner_faces(
     config: HoleFillConfig = HoleFillConfig(),
     *,
     device: str | torch.device = "cpu",
+    timings: dict[str, float] | None = None,
+    cpu_timings: dict[str, float] | None = None,
 ) -> TriangleMesh:
-    """Run the pass schedule: remove hidden inner parts, then fill small holes."""
+    """Run the pass schedule: remove hidden inner parts, then fill small holes.
+
+    ``timings`` / ``cpu_timings``, if given, receive the wall / CPU seconds of
+    ``holes.visibility`` (the renders) and ``holes.cut`` (the passes).
+    """
+    clock = PhaseClock(torch.device(device), timings, cpu_timings)
     visibility = face_visibility(mesh, config.num_views, config.resolution, view_batch=config.view_batch, device=device)
+    clock.lap("holes.visibility")
     graph = _FaceGraph.build(mesh)
     result = mesh
     for params in config.schedule:
@@ -445,4 +454,5 @@ def remove_inner_faces(
         removed = len(mesh.faces) - len(result.faces)
         if removed > config.stop_after_faces or removed > config.stop_after_vertex_share * len(mesh.vertices):
             break
+    clock.lap("holes.cut")
     return result
