@@ -17,6 +17,10 @@ def to_y_up(vertices: np.ndarray) -> np.ndarray:
     return (np.asarray(vertices, dtype=np.float32) @ Z_UP_TO_Y_UP.T).astype(np.float32)
 
 
+DEGENERATE_NORMAL = np.array([0.0, 1.0, 0.0])
+"""The normal given to positions that only zero-area faces touch."""
+
+
 def smooth_normals(vertices: np.ndarray, faces: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
     """(V, 3) unit vertex normals, area-weighted, shared by all copies of a position.
 
@@ -38,7 +42,10 @@ def smooth_normals(vertices: np.ndarray, faces: np.ndarray, groups: np.ndarray |
     )  # (G, 3) float64
     normals = sums[groups]
     length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return (normals / np.where(length > 0, length, 1.0)).astype(np.float32)
+    # A position only degenerate (zero-area) faces touch has no direction of its own;
+    # glTF requires unit normals, and any unit vector shades a face of no area alike.
+    normals = np.where(length > 1e-12, normals / np.maximum(length, 1e-12), DEGENERATE_NORMAL)
+    return normals.astype(np.float32)
 
 
 def glb_bytes(mesh: TriangleMesh, uvs: np.ndarray, texture: Image.Image, *, groups: np.ndarray | None = None) -> bytes:

@@ -200,3 +200,13 @@ def test_unwrap_sources_give_the_seam_copies_one_normal():
     assert len(np.unique(sources)) == len(mesh.vertices) < len(out.vertices)  # seams copy vertices
     by_source = smooth_normals(out.vertices, out.faces, sources)
     np.testing.assert_allclose(by_source, smooth_normals(out.vertices, out.faces), atol=1e-6)
+
+
+def test_smooth_normals_are_unit_length_where_only_degenerate_faces_meet():
+    from pipelines.export.gltf import smooth_normals
+
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 2, 2], [3, 3, 3], [4, 4, 4]], dtype=np.float32)
+    faces = np.array([[0, 1, 2], [3, 4, 5]])  # the second face is a line: zero area
+    normals = smooth_normals(vertices, faces)
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1.0)
+    assert np.allclose(normals[:3], [0, 0, 1])
