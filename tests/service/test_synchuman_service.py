@@ -190,8 +190,12 @@ def test_second_job_on_the_warm_worker_differs_without_reloading(synchuman_stack
     assert second["stage1/color_1.png"] != first["stage1/color_1.png"]
     assert coords_set(second["stage1/latent.npz"]) != coords_set(first["stage1/latent.npz"])
     # One worker process, loaded once, served both jobs.
-    [worker] = HTTP.get(f"{synchuman_stack.api_url}/readyz").json()["workers"]
-    assert worker["pipeline"] == "synchuman" and worker["jobs_done"] >= 2
+    def workers_after_two_jobs():
+        workers = HTTP.get(f"{synchuman_stack.api_url}/readyz").json()["workers"]
+        return workers if workers and workers[0]["jobs_done"] >= 2 else None
+
+    [worker] = wait_until(workers_after_two_jobs, 30, "the heartbeat to count both jobs", interval=0.5)
+    assert worker["pipeline"] == "synchuman"
     log = (synchuman_stack.logs / "worker-sh1.log").read_text()
     assert log.count("loading pipelines") == 1
 
