@@ -11,6 +11,7 @@ from typing import Any
 
 from shared.jobs import JobRecord, JobStatus
 from shared.storage import Storage
+from shared.storage.base import content_type_for
 
 
 def job_links(job_id: str) -> dict[str, str]:
@@ -31,7 +32,7 @@ def job_body(
     if record.status in (JobStatus.running, JobStatus.succeeded):
         for name, key in record.outputs.items():
             link = storage.download_url(key, url_ttl_s)
-            outputs[name] = {"url": link.url, "expires_at": link.expires_at}
+            outputs[name] = {"url": link.url, "expires_at": link.expires_at, "media_type": content_type_for(key)}
     return {
         "id": record.id,
         "status": record.status.value,

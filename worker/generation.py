@@ -282,6 +282,7 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
     import torch
 
     from pipelines.artifacts import results_zip, stage1_files, stage2_files
+    from pipelines.outputs import model_outputs
 
     options = GenerationOptions.model_validate(record.options)
     progress = ProgressReporter(runtime, record.id)
@@ -322,6 +323,9 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
 
         rigged = rig_glb(mesh.glb, views.colors[0])  # the front view the mesh was built from
     s2 = stage2_files(mesh, rigged.glb if rigged else None) if mesh is not None else {}
+    extra = model_outputs(mesh.glb, options.formats, callback=progress) if mesh is not None else None
+    if extra is not None:
+        s2.update(extra.files)  # thumbnail, turntables, the formats asked for: in stage2/ and in the zip
     metadata = {
         "job_id": record.id,
         "pipeline": {**runtime.pipeline_info, "description": runtime.pipelines.description},
@@ -331,6 +335,7 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
             "stage1_steps": views.timings,
             "stage2_steps": mesh.timings if mesh else {},
             **({"rig_steps": rigged.timings} if rigged else {}),
+            "outputs": extra.timings if extra else {},
         },
         "mesh": {"num_vertices": mesh.num_vertices, "num_faces": mesh.num_faces} if mesh else None,
         "attempt": record.attempts,

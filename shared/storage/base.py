@@ -50,6 +50,9 @@ CONTENT_TYPES = {
     ".zip": "application/zip",
     ".npz": "application/octet-stream",
     ".json": "application/json",
+    ".mp4": "video/mp4",
+    ".webp": "image/webp",
+    ".usdz": "model/vnd.usdz+zip",
 }
 
 
