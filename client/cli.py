@@ -25,7 +25,7 @@ import httpx
 from tqdm import tqdm
 
 from client.keys import add_keys_parser
-from client.sdk import SyncHumanClient, SyncHumanError
+from client.sdk import DEFAULT_DOWNLOADS, SyncHumanClient, SyncHumanError
 from client.stack import EmbeddedStack
 
 DEFAULT_URL = os.environ.get("SYNCHUMAN_URL", "http://127.0.0.1:8000")
@@ -135,7 +135,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     with SyncHumanClient(args.url or DEFAULT_URL, API_KEY) as client:
-        for path in client.download(args.job_id, args.output, names=None if args.all else ("stage2/output.glb", "stage2/output_mesh.ply", "results.zip")):
+        for path in client.download(args.job_id, args.output, names=None if args.all else DEFAULT_DOWNLOADS):
             print(path)
     return 0
 
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     download = sub.add_parser("download", help="download a finished job's files")
     download.add_argument("job_id")
     download.add_argument("-o", "--output", default="out")
-    download.add_argument("--all", action="store_true", help="every artifact, not just GLB, PLY and zip")
+    download.add_argument("--all", action="store_true", help="every artifact, not just the model files, thumbnail and zip")
     download.add_argument("--url")
     download.set_defaults(run=cmd_download)
 

@@ -19,7 +19,15 @@ import httpx
 from shared.webhook_signature import verify
 
 TERMINAL = ("succeeded", "failed", "canceled")
-DEFAULT_DOWNLOADS = ("stage2/output.glb", "stage2/output_mesh.ply", "results.zip")
+DEFAULT_DOWNLOADS = (
+    "stage2/output.glb",
+    "stage2/output_mesh.ply",
+    "stage2/thumbnail.png",
+    "stage2/output.usdz",
+    "stage2/output_obj.zip",
+    "results.zip",
+)
+"""What ``download`` fetches unless told otherwise (the USDZ and OBJ only where the job asked for them)."""
 
 
 class SyncHumanError(Exception):

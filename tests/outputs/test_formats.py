@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 import zipfile
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import trimesh
 from PIL import Image
 
+from outputs.checks import arkit_problems
 from pipelines.base import PipelineInputError
 from pipelines.outputs import model_outputs
 from pipelines.outputs.model import load_glb
@@ -20,17 +20,6 @@ from shared.options import MODEL_FORMATS, GenerationOptions
 @pytest.fixture(scope="module")
 def outputs(figure_glb):
     return model_outputs(figure_glb, ["glb", "usdz", "obj"]).files
-
-
-def arkit_problems(path) -> list[str]:
-    """USD's own ARKit compliance checker (what ``usdchecker --arkit`` ran): errors, failed checks, warnings."""
-    from pxr import UsdUtils
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        checker = UsdUtils.ComplianceChecker(arkit=True)
-    checker.CheckCompliance(str(path))
-    return [*checker.GetErrors(), *checker.GetFailedChecks(), *checker.GetWarnings()]
 
 
 def test_usdz_passes_the_arkit_compliance_checker(outputs, tmp_path):
