@@ -1,7 +1,8 @@
 """``synchuman``: run the embedded stack and turn photos into GLB files.
 
     synchuman up                          start Redis + API + one worker here (Ctrl-C stops)
-    synchuman generate photo.png -o out/  submit, show progress, write out/output.glb
+    synchuman generate photo.png -o out/  submit, follow progress, write out/output.glb (+ thumbnail)
+    synchuman generate photo.png --format usdz --format obj   ... and the USDZ and OBJ too
     synchuman status JOB_ID               print a job as JSON
     synchuman download JOB_ID -o out/     fetch a finished job's files
     synchuman cancel JOB_ID               cancel a queued or running job
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from client.keys import add_keys_parser
 from client.sdk import DEFAULT_DOWNLOADS, SyncHumanClient, SyncHumanError
 from client.stack import EmbeddedStack
+from shared.options import MODEL_FORMATS
 
 DEFAULT_URL = os.environ.get("SYNCHUMAN_URL", "http://127.0.0.1:8000")
 API_KEY = os.environ.get("SYNCHUMAN_API_KEY") or None
@@ -64,7 +66,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _run_generate(client: SyncHumanClient, args: argparse.Namespace) -> int:
-    job = client.submit(args.photo, options=_parse_options(args.option))
+    options: dict = _parse_options(args.option)
+    if args.format:
+        options["formats"] = list(dict.fromkeys(args.format))
+    job = client.submit(args.photo, options=options)
     print(f"job {job['id']} queued (position {job['queue_position']})", flush=True)
     with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}/100 [{elapsed}]") as bar:
 
@@ -72,7 +77,7 @@ def _run_generate(client: SyncHumanClient, args: argparse.Namespace) -> int:
             bar.set_description(update.get("stage") or update["status"])
             bar.update(max(update["progress"] - bar.n, 0))
 
-        job = client.wait(job["id"], timeout=args.timeout, on_update=show)
+        job = client.wait(job["id"], timeout=args.timeout, on_update=show, stream=args.stream)
     if job["status"] != "succeeded":
         error = job.get("error") or {}
         print(f"job {job['status']}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
@@ -154,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", default="out")
     gen.add_argument("--url", help="API base URL (default: $SYNCHUMAN_URL or an embedded stack)")
     gen.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="e.g. seed=7, texture_size=512")
+    gen.add_argument(
+        "--format", action="append", choices=MODEL_FORMATS, metavar="FORMAT",
+        help="also make the model in this format: usdz (AR Quick Look) or obj (zip of OBJ, MTL, texture); repeatable",
+    )
+    gen.add_argument(
+        "--stream", action=argparse.BooleanOptionalAction, default=True,
+        help="follow progress through the job's event stream (default), or poll with --no-stream",
+    )
     gen.add_argument("--timeout", type=float, default=3600.0)
     gen.add_argument("--port", type=int, default=8000, help="port of the embedded stack's API")
     gen.add_argument("--state-dir", default="var")

@@ -74,6 +74,10 @@ class ApiSettings(BaseModel):
     storage_deadline_s: float = Field(3.0, gt=0)
     """Overall limit of the storage calls one request makes (the photo upload, the readiness probe),
     retries included: a hung store answers ``503 storage_unavailable`` (or not ready) within it."""
+    events_interval_s: float = Field(0.25, gt=0)
+    """How often a ``/v1/jobs/{id}/events`` stream reads its job: at most one event per interval."""
+    events_max_s: float = Field(600.0, gt=0)
+    """A stream whose job has not finished closes after this long; clients reconnect (``Last-Event-ID``)."""
 
 
 class WorkerSettings(BaseModel):

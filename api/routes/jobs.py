@@ -9,13 +9,14 @@ import anyio
 import orjson
 from fastapi import APIRouter, Form, Header, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from api.context import ApiContext, ContextDep
 from api.image_checks import check_image, decodes_quickly
+from api.job_events import job_events_response
 from api.security import admit_submission
 from api.schemas import ErrorBody, JobCreated, JobRead
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
@@ -247,6 +248,29 @@ async def read_job_body(ctx: ApiContext, job_id: str) -> tuple[JobRecord, dict]:
 async def read_job(ctx: ContextDep, job_id: str) -> JSONResponse:
     _, body = await read_job_body(ctx, job_id)
     return JSONResponse(body)
+
+
+@router.get(
+    "/{job_id}/events",
+    summary="Follow a job as Server-Sent Events: one event per change, then the finished job",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "`update` events (the job as GET answers it, at most about 4 a second, one per "
+            "change of status, stage, progress or queue position), then one `done` event with the finished "
+            "job; then the stream closes. Reconnect with `Last-Event-ID` to resume after that event.",
+        },
+        204: {"description": "`Last-Event-ID` is the job's `done` event: nothing more will come."},
+        404: {"model": ErrorBody, "description": "`job_not_found`"},
+    },
+)
+async def job_events(
+    ctx: ContextDep,
+    job_id: str,
+    last_event_id: Annotated[str | None, Header(description="Id of the last event received, to resume")] = None,
+) -> Response:
+    return await job_events_response(ctx, job_id, last_event_id, read_job_body)
 
 
 @router.get(
