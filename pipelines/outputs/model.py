@@ -39,12 +39,17 @@ class TexturedModel:
         return np.stack([self.vertices.min(axis=0), self.vertices.max(axis=0)])
 
 
-def load_glb(glb: bytes) -> TexturedModel:
-    """The GLB's one textured mesh, with its node transform applied.
+UNTEXTURED_COLOR = (200, 200, 200)
+"""The colour of a mesh that has no base-colour texture (a 1 x 1 texture of it stands in)."""
 
-    Raises ``PipelineInputError('invalid_model')`` unless the file holds
-    exactly one triangle mesh with UVs and a base-colour texture (what the
-    export writes).
+
+def load_glb(glb: bytes) -> TexturedModel:
+    """The GLB's one mesh, with its node transform applied.
+
+    The export writes one mesh with UVs and a base-colour texture; a mesh
+    without them is shown plain light grey.  Raises
+    ``PipelineInputError('invalid_model')`` unless the file holds exactly one
+    triangle mesh.
     """
     scene = trimesh.load(io.BytesIO(glb), file_type="glb", force="scene", process=False)
     meshes = [m for m in scene.dump() if isinstance(m, trimesh.Trimesh) and len(m.faces)]
@@ -53,12 +58,14 @@ def load_glb(glb: bytes) -> TexturedModel:
     mesh = meshes[0]
     texture = _base_color(mesh)
     if texture is None:
-        raise PipelineInputError("invalid_model", "the model has no UVs or no base-colour texture")
+        texture, uvs = Image.new("RGB", (1, 1), UNTEXTURED_COLOR), np.zeros((len(mesh.vertices), 2), np.float32)
+    else:
+        uvs = np.asarray(mesh.visual.uv, dtype=np.float32)
     return TexturedModel(
         vertices=np.asarray(mesh.vertices, dtype=np.float32),
         normals=np.asarray(mesh.vertex_normals, dtype=np.float32),
         faces=np.asarray(mesh.faces, dtype=np.int32),
-        uvs=np.asarray(mesh.visual.uv, dtype=np.float32),
+        uvs=uvs,
         texture=texture.convert("RGB"),
     )
 

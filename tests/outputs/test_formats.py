@@ -97,10 +97,21 @@ def test_unknown_format_is_refused(figure_glb):
         model_outputs(figure_glb, ["fbx"])
 
 
-def test_a_glb_without_texture_is_refused_with_a_code():
-    untextured = trimesh.creation.box().export(file_type="glb")
+def test_a_glb_without_texture_is_shown_plain_grey(tmp_path):
+    untextured = trimesh.creation.box(extents=(0.4, 0.8, 0.3)).export(file_type="glb")
+    files = model_outputs(untextured, ["usdz"]).files
+    thumbnail = np.asarray(Image.open(io.BytesIO(files["thumbnail.png"])))
+    lit = thumbnail[thumbnail[..., 3] == 255][:, :3].astype(int)
+    assert len(lit) > 1000 and (np.ptp(lit, axis=1) <= 2).all(), "grey: no hue anywhere"
+    path = tmp_path / "box.usdz"
+    path.write_bytes(files["output.usdz"])
+    assert arkit_problems(path) == []
+
+
+def test_a_glb_without_triangles_is_refused_with_a_code():
+    points = trimesh.Scene([trimesh.PointCloud(np.random.default_rng(0).random((10, 3)))]).export(file_type="glb")
     with pytest.raises(PipelineInputError) as caught:
-        model_outputs(untextured)
+        model_outputs(points)
     assert caught.value.code == "invalid_model"
 
 
