@@ -7,6 +7,8 @@ export const API = {
   jobs: "/v1/jobs",
   job: (id) => `/v1/jobs/${encodeURIComponent(id)}`,
   cancel: (id) => `/v1/jobs/${encodeURIComponent(id)}/cancel`,
+  events: (id) => `/v1/jobs/${encodeURIComponent(id)}/events`,
+  artifact: (id, name) => `/v1/jobs/${encodeURIComponent(id)}/artifacts/${name}`,
   info: "/info",
   ready: "/readyz",
 };

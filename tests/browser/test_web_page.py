@@ -39,6 +39,8 @@ def test_photo_to_model_shows_both_stages_and_the_glb(
     page.set_input_files("#file-input", str(photo))
     page.wait_for_function("document.getElementById('photo-preview').naturalWidth > 0")
     assert page.locator("#photo-caption").text_content() == photo.name
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
     page.click("#submit-button")
 
     job_id = _job_id(page)
@@ -52,6 +54,10 @@ def test_photo_to_model_shows_both_stages_and_the_glb(
     )
     assert page.locator("#progress-bar").get_attribute("value") == "100"
     assert "elapsed" in page.locator("#progress-text").text_content()
+    # The page followed the job through its event stream (EventSource), not by polling it.
+    job_url = f"{local_stack.base_url}/v1/jobs/{job_id}"
+    assert f"GET {job_url}/events" in requests
+    assert f"GET {job_url}" not in requests
 
     # Stage-1 strip: five colour views and five normal maps, all decoded.
     for strip in ("#color-strip", "#normal-strip"):
@@ -89,22 +95,28 @@ def test_photo_to_model_shows_both_stages_and_the_glb(
     assert _luminance_stddev(side) > 2 * blank_spread
     assert side != rendered
 
-    # Downloads: GLB, PLY and zip, each served with real content.
+    # Downloads: GLB, PLY, turntable video and zip, each served with real content.
     links = page.locator("#downloads a")
-    assert links.count() == 3
-    magic = {"output.glb": b"glTF", "output_mesh.ply": b"ply", "results.zip": b"PK"}
-    for i in range(3):
+    assert links.count() == 4
+    magic = {"output.glb": b"glTF", "output_mesh.ply": b"ply", "turntable.mp4": b"ftyp", "results.zip": b"PK"}
+    for i in range(4):
         href, download = links.nth(i).get_attribute("href"), links.nth(i).get_attribute("download")
         assert download.startswith(job_id)
         expected = next(m for name, m in magic.items() if download.endswith(name))
         response = page.request.get(href)
         assert response.status == 200
-        assert response.body().startswith(expected)
+        assert expected in response.body()[:8]
     assert "preview pipeline" in page.locator("#result-pipeline").text_content()
 
     # The job is remembered in this browser and agrees with the API.
     entry = page.locator(f"#recent-list li[data-job-id='{job_id}']")
     assert entry.locator(".status-chip").text_content() == "succeeded"
+    # ... with the model's thumbnail.
+    entry.locator("img.recent-thumbnail").wait_for()
+    page.wait_for_function(
+        f"document.querySelector(\"#recent-list li[data-job-id='{job_id}'] img.recent-thumbnail\").naturalWidth === 512"
+    )
+    entry.screenshot(path=str(artifacts_dir / "recent-entry.png"))
     assert httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()["status"] == "succeeded"
     assert page.failed_responses == []
     assert page.console_errors == []
@@ -129,7 +141,7 @@ def test_recent_job_reopens_and_page_works_without_the_3d_viewer(page, local_sta
     second.locator("#result-panel").wait_for(state="visible")
     second.locator("#viewer-missing").wait_for(state="visible")
     assert "3D viewer not installed" in second.locator("#viewer-missing").text_content()
-    assert second.locator("#downloads a").count() == 3
+    assert second.locator("#downloads a").count() == 4
     assert second.locator("#color-strip img").count() == 5
     assert second.locator("#job-id").text_content() == job_id
     second.screenshot(path=str(artifacts_dir / "no-viewer.png"), full_page=True)
