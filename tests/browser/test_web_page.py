@@ -245,7 +245,7 @@ def test_page_asks_for_the_api_key_when_the_server_requires_one(browser, keyed_a
         page.wait_for_function(
             "document.getElementById('job-status').textContent === 'succeeded'", timeout=JOB_TIMEOUT_MS
         )
-        assert page.locator("#downloads a").count() == 3
+        assert page.locator("#downloads a").count() == 4
         headers = {"Authorization": f"Bearer {keyed_api.token}"}
         assert httpx.get(f"{keyed_api.base_url}/v1/jobs/{job_id}", headers=headers).json()["status"] == "succeeded"
         assert httpx.get(f"{keyed_api.base_url}/v1/jobs/{job_id}").status_code == 401
