@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from shared.deliveries import ArtifactDelivery
 from shared.jobs import JobError, JobStage, JobStatus
 
 
@@ -66,6 +67,9 @@ class JobRead(BaseModel):
         description="Artifacts by name (e.g. 'stage2/output.glb', 'stage2/thumbnail.png', 'results.zip'), each "
         "with a fresh URL and its media type: the stage-1 set ('stage1/...') once stage 1 is done, every "
         "artifact once the job succeeded (with a mesh: the thumbnail and turntables, and the formats asked for)."
+    )
+    deliveries: dict[str, ArtifactDelivery] = Field(
+        {}, description="Artifact name -> outcome of its upload to the `deliver_to` URL (never shown back)."
     )
     links: JobLinks
 

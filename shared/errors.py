@@ -64,6 +64,12 @@ class InvalidOptionsError(InvalidInputError):
     code = "invalid_options"
 
 
+class InvalidDeliveryError(InvalidInputError):
+    """``deliver_to`` is not a JSON object of known artifact names to http(s) URLs."""
+
+    code = "invalid_deliver_to"
+
+
 class MissingImageError(InvalidInputError):
     """Neither ``image`` nor ``image_url`` was given (or both were)."""
 

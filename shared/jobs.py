@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from shared.deliveries import ArtifactDelivery
 from shared.errors import IllegalTransitionError
 
 
@@ -101,6 +102,10 @@ class JobRecord(BaseModel):
     cancel_requested: bool = False
     owner: str | None = None
     """``key_id`` of the API key that created the job (None with authentication off)."""
+    deliver_to: dict[str, str] = {}
+    """Artifact name -> the caller's presigned PUT URL (``shared.deliveries``); never shown back."""
+    deliveries: dict[str, ArtifactDelivery] = {}
+    """Artifact name -> how its upload to ``deliver_to`` went so far."""
     history: list[JobEvent] = []
 
 

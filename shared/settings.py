@@ -100,22 +100,45 @@ class WorkerSettings(BaseModel):
     heartbeat_ttl_s: int = Field(20, ge=2)
 
 
-class WebhookSettings(BaseModel):
-    """Signed job webhooks (``shared.webhooks``): secret, timeout, retry schedule, allowlist."""
+class RetrySchedule(BaseModel):
+    """Exponential backoff with jitter: retry n waits ``first_retry_s * backoff_factor ** (n - 1)``, capped."""
+
+    first_retry_s: float = Field(5.0, ge=0)
+    backoff_factor: float = Field(5.0, ge=1)
+    max_retry_s: float = Field(24 * 3600, gt=0)
+    max_retries: int = Field(9, ge=0)
+    """Retries after the first attempt."""
+    jitter: float = Field(0.2, ge=0, lt=1)
+    """Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]."""
+
+
+class WebhookSettings(RetrySchedule):
+    """Signed job webhooks (``shared.webhooks``): secret, timeout, retry schedule, allowlist.
+
+    Retries: 5 s up to 24 h apart, about 3 days in all (``max_retries`` 9).
+    """
 
     secret: str | None = None
     """``whsec_<base64 key>`` signing every call (Standard Webhooks).  No default: the API and the
     workers refuse to start without it (``shared.deployment_secrets``)."""
     timeout_s: float = Field(15.0, gt=0, le=30)
-    first_retry_s: float = Field(5.0, ge=0)
-    backoff_factor: float = Field(5.0, ge=1)
-    max_retry_s: float = Field(24 * 3600, gt=0)
-    max_retries: int = Field(9, ge=0)
-    """Retries after the first attempt (defaults: 5 s up to 24 h apart, about 3 days in all)."""
-    jitter: float = Field(0.2, ge=0, lt=1)
-    """Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]."""
     allow_hosts: list[str] = []
     """Hosts or networks (CIDR) ``webhook_url`` may reach even though they are private/loopback."""
+
+
+class DeliverySettings(RetrySchedule):
+    """Uploads of artifacts to the caller's presigned URLs (``deliver_to``, ``shared.deliveries``).
+
+    The URLs follow ``image_url``'s rules (``api.url_fetch_allow_hosts``).  Retries: 5 s, 25 s,
+    2 min 5 s, 10 min 25 s, 52 min (``max_retries`` 5): presigned URLs expire within hours.
+    """
+
+    max_retries: int = Field(5, ge=0)
+    max_retry_s: float = Field(3600.0, gt=0)
+    timeout_s: float = Field(300.0, gt=0)
+    """Time limit of one upload."""
+    max_bytes: int = Field(1024**3, ge=1)
+    """Larger artifacts are not uploaded (their delivery fails with ``too_large``)."""
 
 
 class JobSettings(BaseModel):
@@ -182,6 +205,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     jobs: JobSettings = JobSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    deliveries: DeliverySettings = DeliverySettings()
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     cors: CorsSettings = CorsSettings()

@@ -9,9 +9,10 @@ from celery.exceptions import Reject
 
 from shared.errors import JobNotFoundError
 from shared.jobs import JobError, JobStatus
-from shared.queue import GENERATE_TASK, WEBHOOK_TASK
+from shared.queue import DELIVERY_TASK, GENERATE_TASK, WEBHOOK_TASK
 from shared.webhooks import WebhookEvent
 from worker.celery_app import app
+from worker.deliveries import fire_deliveries, upload
 from worker.generation import run_job
 from worker.runtime import current_runtime
 from worker.webhooks import deliver, delivery_context, fire_event
@@ -55,6 +56,8 @@ def generate(job_id: str) -> str | None:
         raise Reject("the worker is shutting down; job requeued", requeue=True)
     if record.status.is_terminal and not finished_before:
         fire_event(record, WebhookEvent.completed, app)
+        if record.status is JobStatus.succeeded:
+            fire_deliveries(record, app)
     return record.status.value
 
 
@@ -72,4 +75,11 @@ def deliver_webhook(
 ) -> str | None:
     """One attempt of one webhook delivery (``worker.webhooks.deliver``); it queues its own retries."""
     delivery = deliver(delivery_context(), self.app, job_id, event, delivery_id, attempt, redelivery_of=redelivery_of)
+    return delivery.state.value if delivery else None
+
+
+@app.task(name=DELIVERY_TASK, bind=True, acks_late=True)
+def upload_artifact(self: Task, job_id: str, name: str, attempt: int = 1) -> str | None:
+    """One attempt of one upload to a ``deliver_to`` URL (``worker.deliveries.upload``); it queues its own retries."""
+    delivery = upload(delivery_context(), self.app, job_id, name, attempt)
     return delivery.state.value if delivery else None

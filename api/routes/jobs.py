@@ -25,6 +25,7 @@ from api.idempotency import idempotency_keys, replay_response, request_fingerpri
 from api.lifecycle import cancel_job as cancel_or_request_cancel
 from api.url_fetch import fetch_image
 from shared import url_policy
+from shared.deliveries import ArtifactDelivery, parse_deliver_to
 from shared.job_view import job_body
 from shared.webhooks import EVENTS_HELP as WEBHOOK_EVENTS_HELP
 from shared.webhooks import parse_events
@@ -94,6 +95,13 @@ class SubmitForm(BaseModel):
     options: str | None = Field(None, description="JSON object of generation options", examples=[OPTIONS_EXAMPLE])
     webhook_url: str | None = Field(None, description="Called (POST, signed) when the job finishes")
     webhook_events: str | None = Field(None, description=WEBHOOK_EVENTS_HELP, examples=["started,completed"])
+    deliver_to: str | None = Field(
+        None,
+        description="JSON object: artifact name -> presigned PUT URL of your storage. Once the job succeeded "
+        "each named artifact is uploaded there (retried with backoff; the job's `deliveries` shows each "
+        "outcome; the job succeeds even if an upload fails). URLs follow `image_url`'s rules.",
+        examples=['{"stage2/output.glb": "https://my-bucket.s3.amazonaws.com/model.glb?X-Amz-Signature=..."}'],
+    )
 
     @classmethod
     def from_form(cls, form: FormData) -> SubmitForm:
@@ -163,6 +171,9 @@ async def submit_job(request: Request, ctx: ApiContext, form: SubmitForm, idempo
     events = parse_events(form.webhook_events) if webhook_url else []
     if webhook_url:
         await run_in_threadpool(url_policy.resolve_allowed, webhook_url, ctx.settings.webhooks.allow_hosts)
+    deliver_to = parse_deliver_to(form.deliver_to, parsed.formats)
+    for url in deliver_to.values():
+        await run_in_threadpool(url_policy.resolve_allowed, url, settings.url_fetch_allow_hosts)
     if image is not None:
         if image.size is not None and image.size > settings.max_upload_bytes:
             raise PayloadTooLargeError(f"the image is larger than {settings.max_upload_bytes} bytes")
@@ -182,9 +193,12 @@ async def submit_job(request: Request, ctx: ApiContext, form: SubmitForm, idempo
         webhook_url=webhook_url or None,
         webhook_events=events,
         owner=owner,
+        deliver_to=deliver_to,
+        deliveries={name: ArtifactDelivery() for name in deliver_to},
     )
     if idempotency_key:
-        fields = {"options": record.options, "webhook_url": webhook_url, "webhook_events": events}
+        fields = {"options": record.options, "webhook_url": webhook_url, "webhook_events": events,
+                  "deliver_to": deliver_to}
         fingerprint = request_fingerprint(data if image is not None else None, image_url, **fields)
         earlier = await idempotency_keys(ctx).reserve(idempotency_key, fingerprint, record.id, owner=owner)
         if earlier is not None:
