@@ -124,11 +124,18 @@ def test_photo_to_model_shows_both_stages_and_the_glb(
 
 def test_recent_job_reopens_and_page_works_without_the_3d_viewer(page, local_stack, sample_photos, artifacts_dir):
     page.set_input_files("#file-input", str(sample_photos[-1]))
+    page.click("#advanced summary")
+    page.check("#opt-formats input[value=usdz]")
     page.click("#submit-button")
     job_id = _job_id(page)
     page.wait_for_function(
         "document.getElementById('job-status').textContent === 'succeeded'", timeout=JOB_TIMEOUT_MS
     )
+    job = httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()
+    assert job["options"]["formats"] == ["glb", "usdz"]
+    usdz = page.locator("#downloads a", has_text="USDZ")
+    assert usdz.get_attribute("download").endswith("output.usdz")
+    assert page.request.get(usdz.get_attribute("href")).body()[:2] == b"PK"
 
     # A second tab of the same browser, where the viewer module cannot be had.
     second = page.context.new_page()
@@ -141,7 +148,7 @@ def test_recent_job_reopens_and_page_works_without_the_3d_viewer(page, local_sta
     second.locator("#result-panel").wait_for(state="visible")
     second.locator("#viewer-missing").wait_for(state="visible")
     assert "3D viewer not installed" in second.locator("#viewer-missing").text_content()
-    assert second.locator("#downloads a").count() == 4
+    assert second.locator("#downloads a").count() == 5
     assert second.locator("#color-strip img").count() == 5
     assert second.locator("#job-id").text_content() == job_id
     second.screenshot(path=str(artifacts_dir / "no-viewer.png"), full_page=True)
