@@ -52,6 +52,16 @@ def _parse_options(pairs: list[str]) -> dict[str, float | int]:
     return options
 
 
+def _parse_deliveries(pairs: list[str]) -> dict[str, str]:
+    deliveries = {}
+    for pair in pairs:
+        name, _, url = pair.partition("=")
+        if not url:
+            raise SystemExit(f"--deliver expects ARTIFACT=URL, got {pair!r}")
+        deliveries[name] = url
+    return deliveries
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     stack = EmbeddedStack(args.state_dir, port=args.port)
     print(f"starting Redis, the API and one worker (logs in {stack.state_dir / 'logs'}) ...", flush=True)
@@ -69,7 +79,7 @@ def _run_generate(client: SyncHumanClient, args: argparse.Namespace) -> int:
     options: dict = _parse_options(args.option)
     if args.format:
         options["formats"] = list(dict.fromkeys(args.format))
-    job = client.submit(args.photo, options=options)
+    job = client.submit(args.photo, options=options, deliver_to=_parse_deliveries(args.deliver))
     print(f"job {job['id']} queued (position {job['queue_position']})", flush=True)
     with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}/100 [{elapsed}]") as bar:
 
@@ -85,6 +95,9 @@ def _run_generate(client: SyncHumanClient, args: argparse.Namespace) -> int:
     paths = client.download(job, args.output)
     for path in paths:
         print(path)
+    for name, delivery in job.get("deliveries", {}).items():
+        detail = f" ({delivery['error']})" if delivery["error"] else ""
+        print(f"delivery of {name}: {delivery['state']}{detail}")
     return 0
 
 
@@ -162,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--format", action="append", choices=MODEL_FORMATS, metavar="FORMAT",
         help="also make the model in this format: usdz (AR Quick Look) or obj (zip of OBJ, MTL, texture); repeatable",
+    )
+    gen.add_argument(
+        "--deliver", action="append", default=[], metavar="ARTIFACT=URL",
+        help="also upload an artifact to your presigned PUT URL, e.g. stage2/output.glb=https://...; repeatable",
     )
     gen.add_argument(
         "--stream", action=argparse.BooleanOptionalAction, default=True,

@@ -103,8 +103,13 @@ class SyncHumanClient:
         webhook_url: str | None = None,
         webhook_events: list[str] | None = None,
         idempotency_key: str | None = None,
+        deliver_to: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Queue one photo (a path, raw bytes, or ``image_url``); returns ``{id, status, queue_position, links}``.
+
+        ``deliver_to`` maps artifact names (``"stage2/output.glb"``...) to presigned
+        PUT URLs of your storage: once the job succeeded each is uploaded there, and
+        the job's ``deliveries`` says how each went.
 
         With ``idempotency_key``, a retried call (same key, same request, within
         24 h) returns the job of the first call instead of creating another.
@@ -123,6 +128,8 @@ class SyncHumanClient:
             data["webhook_url"] = webhook_url
         if webhook_events:
             data["webhook_events"] = ",".join(webhook_events)
+        if deliver_to:
+            data["deliver_to"] = json.dumps(dict(deliver_to))
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._check(self.http.post("/v1/jobs", data=data, files=files, headers=headers)).json()
 

@@ -101,3 +101,21 @@ def test_results_zip_holds_the_new_artifacts(job):
             assert archive.read(name) == download(job, name)
         metadata = json.loads(archive.read("results_metadata.json"))
     assert set(metadata["timings"]["outputs"]) == {"load", "thumbnail", "turntable", "usdz", "obj"}
+
+
+def test_cli_asks_for_usdz_follows_the_stream_and_downloads_it(s3_stack, sample_photo, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "client.cli", "generate", str(sample_photo), "-o", str(tmp_path), "--url", s3_stack.api_url,
+         "--format", "usdz", "--option", "texture_size=512", "--option", "simplify=0.95"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "output.glb", "output.usdz", "output_mesh.ply", "results.zip", "thumbnail.png"
+    ]
+    assert arkit_problems(tmp_path / "output.usdz") == []
