@@ -68,16 +68,23 @@ def size_mb(result: object) -> float:
     return (len(result.mp4) + len(result.webp)) / 1e6  # a Turntable
 
 
+def sample_photos(given: list[Path]) -> list[Path]:
+    """The photos given, else the samples of the shared folder beside the checkout."""
+    if given:
+        return given
+    shared = Path(os.environ.get("SYNCHUMAN_SHARED_DIR") or REPO_ROOT.parent / "shared")
+    return sorted((shared / "samples").glob("*.png"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("photos", nargs="*", type=Path)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--texture-size", type=int, default=1024)
+    parser.add_argument("photos", nargs="*", type=Path, help="photos of people (default: the shared samples)")
+    parser.add_argument("--texture-size", type=int, default=1024, help="of the GLBs the outputs start from")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each output; the median is printed")
     args = parser.parse_args(argv)
-    shared = Path(os.environ.get("SYNCHUMAN_SHARED_DIR") or REPO_ROOT.parent / "shared")
-    photos = args.photos or sorted((shared / "samples").glob("*.png"))
+    photos = sample_photos(args.photos)
     if not photos:
-        parser.error("no photos given and ../shared/samples is not available")
+        parser.error("no photos given and no shared samples found")
 
     pipelines = load_preview()
     renderer = ModelRenderer()

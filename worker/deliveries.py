@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import httpx
 from celery import Celery
@@ -29,22 +28,11 @@ from shared.queue import DELIVERY_TASK, WEBHOOK_QUEUE
 from shared.storage.base import content_type_for
 from shared.url_policy import resolve_allowed
 from shared.webhooks import is_retryable_status, retry_delay
-from worker.webhooks import MAX_ERROR_CHARS, DeliveryContext
+from worker.webhooks import MAX_ERROR_CHARS, DeliveryContext, Outcome
 
 log = logging.getLogger("synchuman.deliveries")
 
 USER_AGENT = "SyncHuman-Delivery/1"
-
-
-@dataclass(frozen=True)
-class UploadOutcome:
-    status_code: int | None
-    error: str | None
-    retryable: bool
-
-    @property
-    def delivered(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
 
 
 def fire_deliveries(record: JobRecord, producer: Celery) -> None:
@@ -60,12 +48,12 @@ def send_upload(producer: Celery, job_id: str, name: str, *, attempt: int, count
     producer.send_task(DELIVERY_TASK, args=[job_id, name, attempt], queue=WEBHOOK_QUEUE, countdown=countdown)
 
 
-def put_artifact(url: str, data: bytes, content_type: str, ctx: DeliveryContext) -> UploadOutcome:
+def put_artifact(url: str, data: bytes, content_type: str, ctx: DeliveryContext) -> Outcome:
     """PUT ``data`` to ``url`` (checked, pinned to the checked address); never raises."""
     try:
         target, address = resolve_allowed(url, ctx.settings.api.url_fetch_allow_hosts)
     except ServiceError as exc:  # refused: final; cannot resolve: maybe later
-        return UploadOutcome(None, exc.code, retryable=not isinstance(exc, UrlRefusedError))
+        return Outcome(None, exc.code, retryable=not isinstance(exc, UrlRefusedError))
     parts = httpx.URL(url)
     headers = {"content-type": content_type, "user-agent": USER_AGENT, "host": parts.netloc.decode("ascii")}
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
@@ -76,11 +64,11 @@ def put_artifact(url: str, data: bytes, content_type: str, ctx: DeliveryContext)
             )
             response = client.send(request)
     except httpx.HTTPError as exc:
-        return UploadOutcome(None, type(exc).__name__[:MAX_ERROR_CHARS], retryable=True)
+        return Outcome(None, type(exc).__name__[:MAX_ERROR_CHARS], retryable=True)
     code = response.status_code
     if 200 <= code < 300:
-        return UploadOutcome(code, None, retryable=False)
-    return UploadOutcome(code, f"HTTP {code}", retryable=is_retryable_status(code))
+        return Outcome(code, None, retryable=False)
+    return Outcome(code, f"HTTP {code}", retryable=is_retryable_status(code))
 
 
 def upload(ctx: DeliveryContext, producer: Celery, job_id: str, name: str, attempt: int = 1) -> ArtifactDelivery | None:
@@ -118,12 +106,12 @@ def upload(ctx: DeliveryContext, producer: Celery, job_id: str, name: str, attem
     started = time.time()
     size: int | None = None
     if key is None:
-        outcome = UploadOutcome(None, "not_produced", retryable=False)
+        outcome = Outcome(None, "not_produced", retryable=False)
     else:
         data = ctx.storage.get_bytes(key)
         size = len(data)
         if size > settings.max_bytes:
-            outcome = UploadOutcome(None, "too_large", retryable=False)
+            outcome = Outcome(None, "too_large", retryable=False)
         else:
             outcome = put_artifact(record.deliver_to[name], data, content_type_for(key), ctx)
     finished = time.time()

@@ -14,12 +14,13 @@ machine without a GPU, the GPU's driver where there is one.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import moderngl
 import numpy as np
+
+from pipelines.opengl import PerThreadProgram
 
 from pipelines.outputs.model import TexturedModel
 
@@ -144,7 +145,7 @@ class ModelRenderer:
     """Renders a textured model; one OpenGL context per thread, made on first use."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self._gl = PerThreadProgram(_VERTEX_SHADER, _FRAGMENT_SHADER)
 
     def render(
         self,
@@ -162,7 +163,7 @@ class ModelRenderer:
         the default black, RGB is thus premultiplied by alpha.  Frames are
         rendered one at a time, as they are asked for.
         """
-        ctx, program = self._context()
+        ctx, program = self._gl.get()
         framing = Framing.around(model)
         interleaved = np.concatenate([model.vertices, model.normals, model.uvs], axis=1).astype("f4")  # (V, 8)
         vbo = ctx.buffer(interleaved.tobytes())
@@ -209,12 +210,3 @@ class ModelRenderer:
             ctx.front_face = "ccw"
             for resource in owned:
                 resource.release()
-
-    def _context(self) -> tuple[moderngl.Context, moderngl.Program]:
-        state = getattr(self._local, "state", None)
-        if state is None:
-            ctx = moderngl.create_standalone_context(backend="egl")
-            program = ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
-            state = (ctx, program)
-            self._local.state = state
-        return state
