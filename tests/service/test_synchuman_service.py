@@ -29,7 +29,7 @@ import redis
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import Stack, service_env, wait_until
+from conftest import MESH_PREVIEWS, Stack, service_env, wait_until
 from gltf_validation import validate_glb
 from shared.jobs import STAGE_PROGRESS, JobStage
 from synchuman_weights import assemble_weights
@@ -44,7 +44,7 @@ GOLDEN_OPTIONS = {
 STAGE1_FILES = {f"stage1/{kind}_{i}.png" for kind in ("color", "normal") for i in range(5)} | {
     "input.png", "stage1/input.png", "stage1/latent.npz", "stage1/voxel.ply",
 }
-ALL_FILES = STAGE1_FILES | {"stage2/output.glb", "stage2/output_mesh.ply", "results.zip"}
+ALL_FILES = STAGE1_FILES | {"stage2/output.glb", "stage2/output_mesh.ply", "results.zip"} | MESH_PREVIEWS
 TERMINAL = ("succeeded", "failed", "canceled")
 
 
