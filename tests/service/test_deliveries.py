@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import boto3
 import httpx
@@ -10,7 +11,6 @@ import pytest
 from botocore.config import Config
 
 from conftest import FAST_OPTIONS, wait_until
-from client.stack import free_port
 from test_end_to_end import poll_until_finished
 
 pytestmark = pytest.mark.slow
@@ -43,9 +43,17 @@ def submit(api_url: str, photo, deliver_to: dict, **options) -> httpx.Response:
 
 
 @pytest.fixture(scope="module")
-def delivered(s3_stack, sample_photo, caller_s3):
+def closed_port():
+    """A loopback port held (bound, never listening) for the module: connections to it are refused."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def delivered(s3_stack, sample_photo, caller_s3, closed_port):
     forged = presigned_put(caller_s3, "forged.glb").replace("X-Amz-Signature=", "X-Amz-Signature=00")
-    nobody = f"http://localhost:{free_port()}/upload"  # nothing listens: retried with backoff
+    nobody = f"http://localhost:{closed_port}/upload"  # refused: retried with backoff
     deliver_to = {
         "stage2/output.glb": presigned_put(caller_s3, "job/model.glb"),
         "stage2/output.usdz": presigned_put(caller_s3, "job/model.usdz"),
