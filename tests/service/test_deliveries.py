@@ -95,8 +95,8 @@ def test_a_refused_upload_fails_without_retries_and_the_job_still_succeeds(deliv
 
 def test_an_unreachable_url_is_retried_with_backoff(delivered):
     retried = delivered["deliveries"]["stage2/turntable.mp4"]
-    assert retried["attempts"] >= 2 and retried["status_code"] is None
-    assert retried["error"] == "ConnectError"
+    assert retried["attempts"] >= 2 and retried["status_code"] is None, retried
+    assert retried["error"] == "ConnectError", retried
     if retried["state"] == "pending":
         assert retried["next_attempt_at"] > delivered["finished_at"]
 
