@@ -48,6 +48,12 @@ class NoForegroundError(InvalidInputError):
     code = "no_foreground"
 
 
+class NoPersonError(InvalidInputError):
+    """The photo shows no person (a cube, a texture, a landscape): the pose model found nobody."""
+
+    code = "no_person"
+
+
 class ImageTooLargeError(InvalidInputError):
     """Over the pixel cap (a decompression bomb, or simply too many pixels)."""
 

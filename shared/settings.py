@@ -89,6 +89,11 @@ class WorkerSettings(BaseModel):
     """On CUDA, ``torch.compile`` the stage-1 network and VAE decoder at worker start (stage 1 about
     25 % faster on an H100).  The first start compiles for about 3 minutes; later starts reuse
     Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``) and take about 20 s.  Ignored on the CPU."""
+    segmenter: Literal["mediapipe", "onnx"] = "mediapipe"
+    """Person segmentation of opaque photos: ``mediapipe`` (CPU, bundled with the ``segment`` extra) or
+    ``onnx``, a rembg-compatible model file (``segmenter_model``) run with onnxruntime, on CUDA if present."""
+    segmenter_model: Path = Path("u2net.onnx")
+    """The ``onnx`` segmenter's file: relative to ``weights_dir``, or an absolute path."""
     pipeline_factory: str | None = None
     """Operator/testing hook: ``module:function`` returning ``GenerationPipelines``; overrides ``pipeline``."""
     max_attempts: int = Field(2, ge=1)

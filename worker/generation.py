@@ -299,6 +299,7 @@ def _generate(runtime: WorkerRuntime, record: JobRecord) -> tuple[dict[str, str]
     image = Image.open(io.BytesIO(runtime.storage.get_bytes(record.input_key)))
     image.load()
     image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    image = runtime.pipelines.cut_out(image)  # the person as RGBA, or no_person before any GPU work
     lap(JobStage.preprocess)
 
     progress.enter(JobStage.stage1)

@@ -25,6 +25,17 @@ def _job_id(page) -> str:
     return page.locator("#job-id").text_content()
 
 
+def _submit_until_failed(page, photo):
+    """Submit `photo` from the page and wait until the job failed; (job id, the page's message)."""
+    page.set_input_files("#file-input", str(photo))
+    page.click("#submit-button")
+    job_id = _job_id(page)
+    page.wait_for_function(
+        "document.getElementById('job-status').textContent === 'failed'", timeout=JOB_TIMEOUT_MS
+    )
+    return job_id, page.locator("#job-message")
+
+
 def _luminance_stddev(png: bytes) -> float:
     return ImageStat.Stat(Image.open(io.BytesIO(png)).convert("L")).stddev[0]
 
@@ -267,13 +278,7 @@ def test_failed_job_is_explained_with_its_code(page, local_stack, tmp_path, arti
     photo = tmp_path / "speck.png"
     speck.save(photo)
 
-    page.set_input_files("#file-input", str(photo))
-    page.click("#submit-button")
-    job_id = _job_id(page)
-    page.wait_for_function(
-        "document.getElementById('job-status').textContent === 'failed'", timeout=JOB_TIMEOUT_MS
-    )
-    message = page.locator("#job-message")
+    job_id, message = _submit_until_failed(page, photo)
     assert message.locator("strong").text_content().startswith("Job failed: No person was found")
     assert "(code no_foreground)" in message.text_content()
     assert page.locator("#stages li.stopped").count() == 1
@@ -282,3 +287,22 @@ def test_failed_job_is_explained_with_its_code(page, local_stack, tmp_path, arti
 
     job = httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()
     assert job["status"] == "failed" and job["error"]["code"] == "no_foreground"
+
+
+def test_photo_without_a_person_is_refused_in_words(page, local_stack, tmp_path, artifacts_dir):
+    advice = page.locator("#photo-advice")
+    assert advice.is_visible() and "whole body in view" in advice.text_content()
+    # A cut-out of a cube: transparent background, a visible shape, but no person.
+    cube = Image.new("RGBA", (512, 512), (0, 0, 0, 0))
+    cube.paste((200, 80, 60, 255), (128, 128, 384, 384))
+    photo = tmp_path / "cube.png"
+    cube.save(photo)
+
+    job_id, message = _submit_until_failed(page, photo)
+    assert message.locator("strong").text_content().startswith("Job failed: No person was found")
+    assert "The service models people" in message.text_content()
+    assert "(code no_person)" in message.text_content()
+    page.screenshot(path=str(artifacts_dir / "no-person.png"), full_page=True)
+
+    job = httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed" and job["error"]["code"] == "no_person" and job["stage"] == "preprocess"

@@ -105,6 +105,11 @@ class FaultyStage2:
         return MeshOutput(glb=glb, mesh_ply=ply, num_vertices=vertices, num_faces=faces)
 
 
+def keep_image(image: Image.Image) -> Image.Image:
+    """The test pipelines' preprocessing: none (their inputs are shapes, not people)."""
+    return image
+
+
 def load_fault_pipelines(device: str = "cpu", **_: object) -> GenerationPipelines:
     return GenerationPipelines(
         name="fault-injection",
@@ -113,6 +118,7 @@ def load_fault_pipelines(device: str = "cpu", **_: object) -> GenerationPipeline
         stage1=FaultyStage1(),
         stage2=FaultyStage2(),
         device=device,
+        preprocess=keep_image,
     )
 
 
@@ -125,6 +131,7 @@ def load_quick_pipelines(device: str = "cpu", **_: object) -> GenerationPipeline
         stage1=FaultyStage1(faults=False),
         stage2=FaultyStage2(),
         device=device,
+        preprocess=keep_image,
     )
 
 

@@ -88,7 +88,7 @@ def test_photo_without_a_person_fails_with_the_pipelines_code(runtime):
     record = submit(runtime, gradient)
     final = run_job(runtime, record.id)
     assert final.status is JobStatus.failed
-    assert final.error.code in ("no_foreground", "segmenter_unavailable")
+    assert final.error.code in ("no_person", "segmenter_unavailable")
     assert final.error.retryable is False and final.error.message
     assert [e.status for e in final.history] == [JobStatus.running, JobStatus.failed]
 

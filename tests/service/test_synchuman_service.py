@@ -200,6 +200,33 @@ def test_second_job_on_the_warm_worker_differs_without_reloading(synchuman_stack
     assert log.count("loading pipelines") == 1
 
 
+def test_opaque_jpeg_of_a_person_is_cut_out_and_succeeds(synchuman_stack, sample_photos):
+    """The most common upload, a JPEG without transparency, goes through the person cut-out to stage 1."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the person fixtures)
+    from person.composites import BACKGROUNDS, composite, with_margin
+    from person.conftest import require_pose_model
+
+    require_pose_model()
+    person = with_margin(Image.open(sample_photos[0]).convert("RGBA"))
+    photo = composite(person, BACKGROUNDS["photo"](*person.size), "photo").photo
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=90)
+    response = HTTP.post(
+        f"{synchuman_stack.api_url}/v1/jobs",
+        files={"image": ("person.jpg", buffer.getvalue(), "image/jpeg")},
+        data={"options": json.dumps({**GOLDEN_OPTIONS, "stage1_only": True})},
+    )
+    assert response.status_code == 202, response.text
+    job, _ = follow(synchuman_stack, response.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    assert job["timings"]["preprocess"] > 0
+    canvas = HTTP.get(job["outputs"]["stage1/input.png"]["url"], follow_redirects=True).content
+    alpha = np.asarray(Image.open(io.BytesIO(canvas)).getchannel("A"))
+    assert 0.1 < (alpha > 127).mean() < 0.9  # the person, cut out of the photograph
+
+
 def stage1_step(progress: float, total: int) -> float:
     """The stage-1 step a job's overall progress stands for."""
     start, end = STAGE_PROGRESS[JobStage.stage1]
