@@ -24,6 +24,7 @@ from api.middleware import install_middleware
 from api.openapi import document_security
 from api.recovery import run_recovery
 from api.routes import files, health, jobs, metrics, sync_api, ui
+from shared.deployment_secrets import require_deployment_secrets
 from shared.settings import Settings, get_settings
 from shared.structured_logging import configure_logging
 
@@ -51,6 +52,7 @@ def _opentelemetry_configured() -> bool:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    require_deployment_secrets(settings)  # before anything listens: no public secret in a deployment
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

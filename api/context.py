@@ -41,7 +41,8 @@ class ApiContext:
             settings=settings,
             redis=client,
             store=AsyncJobStore(client, prefix=settings.redis.key_prefix, retention_s=settings.jobs.retention_s),
-            storage=RetryingStorage(build_storage(settings.storage), settings.storage_retry),
+            storage=RetryingStorage(build_storage(settings.storage), settings.storage_retry,
+                                    deadline_s=settings.api.storage_deadline_s),
             producer=celery_producer(settings),
         )
 

@@ -29,6 +29,7 @@ STATUS_BY_ERROR: list[tuple[type[e.ServiceError], int]] = [
     (e.UnsupportedFormatError, 415),
     (e.UnsupportedMediaTypeError, 415),
     (e.MissingImageError, 400),
+    (e.MultipleImagesError, 400),
     (e.UrlRefusedError, 422),
     (e.UrlFetchError, 422),
     (e.InvalidInputError, 422),
@@ -87,7 +88,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(error_body("invalid_request", str(exc.detail)), status_code=422)
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         code = codes.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        # Starlette's own headers stay (``Allow`` on 405 answers).
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(redis.RedisError)
     async def redis_unavailable(_: Request, exc: redis.RedisError) -> JSONResponse:

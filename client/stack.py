@@ -14,12 +14,23 @@
   :func:`service_env` (the environment they share).
 
 Every server listens on loopback on a port picked at run time (:func:`free_port`),
-and every wait has a deadline (:func:`wait_until`).  Processes are started by
-command line only, so this module imports nothing of the service.
+and every wait has a deadline (:func:`wait_until`).  Every stack is its own
+deployment: it generates fresh secrets (:func:`generated_secrets`; the services
+refuse to start without them), and its API speaks HTTP through
+``api.connection_guard`` (header and body timeouts, a connection cap).
+Processes are started by command line only, so this module imports nothing of
+the service.
+
+The embedded stack's processes share one process group of their own, so a
+terminal's Ctrl-C reaches only the launcher, which stops them in order: the
+worker first (it hands its running job back to the queue), then the API, then
+Redis, each waited for; whatever is left in the group is then killed.  SIGTERM
+(systemd, Docker, a supervisor) stops the stack the same way as SIGINT.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -28,6 +39,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -98,11 +110,13 @@ class ServiceProcess:
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> ServiceProcess:
+    def start(self, *, process_group: int | None = None) -> ServiceProcess:
+        """``process_group``: 0 opens a group of its own, a pid joins that group (None: the caller's)."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as handle:
             self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdout=handle,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         process_group=process_group)
         return self
 
     @property
@@ -146,9 +160,20 @@ class ServiceProcess:
 
 
 def stop_all(processes: list[ServiceProcess]) -> None:
-    """Stop every process, the last started first."""
-    for process in reversed(processes):
-        process.stop()
+    """Stop the processes one by one, the last started first, each waited for (SIGTERM, then SIGKILL).
+
+    In order, so that what a process needs while it stops (a worker handing its job
+    back needs Redis) is still there.  A second Ctrl-C while waiting does not leave
+    the rest running: the remaining processes are killed before it propagates.
+    """
+    remaining = list(reversed(processes))
+    try:
+        while remaining:
+            remaining[0].stop()
+            remaining.pop(0)
+    finally:
+        for process in remaining:
+            process.kill()
 
 
 def _redis_ping(port: int) -> bool:
@@ -184,6 +209,9 @@ class RedisServer:
 
     def start(self, timeout: float = 30) -> RedisServer:
         self.process.start()
+        return self.wait_accepting(timeout)
+
+    def wait_accepting(self, timeout: float = 30) -> RedisServer:
         wait_until(lambda: _redis_ping(self.port), timeout, "redis-server to accept commands", interval=0.05)
         return self
 
@@ -246,25 +274,42 @@ class SeaweedS3:
         }
 
 
+def generated_secrets() -> dict[str, str]:
+    """Fresh deployment secrets (``shared.deployment_secrets``: the services refuse to start without them)."""
+    return {
+        "SYNCHUMAN_WEBHOOKS__SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "SYNCHUMAN_STORAGE__SIGNING_SECRET": secrets.token_hex(32),
+    }
+
+
 def service_env(redis_url: str, *, inherit_settings: bool = False, **settings: str) -> dict[str, str]:
     """The environment of the API and worker processes of one stack.
 
     ``settings`` are ``SYNCHUMAN_*`` variables.  The caller's own ``SYNCHUMAN_*``
     variables are kept only with ``inherit_settings`` (the embedded stack honours
     the user's configuration; tests and benchmarks start from the defaults).
+    Secrets not set either way are generated (:func:`generated_secrets`); a test of
+    the refusal sets one to ``""``.
     """
     env = {k: v for k, v in os.environ.items() if inherit_settings or not k.startswith("SYNCHUMAN_")}
+    for name, value in generated_secrets().items():
+        env.setdefault(name, value)
     env.setdefault("SYNCHUMAN_WORKER__PIPELINE", "preview")
     env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "SYNCHUMAN_REDIS__URL": redis_url})
     env.update(settings)
     return env
 
 
+GUARDED_HTTP = "api.connection_guard:GuardedHttpProtocol"
+"""uvicorn's ``--http`` of every deployment of the API: header and body timeouts, a connection cap."""
+
+
 def api_process(name: str, env: Mapping[str, str], log_dir: Path, port: int, *options: str,
-                wrap: tuple[str, ...] = ()) -> ServiceProcess:
-    """uvicorn serving the API on ``127.0.0.1:port`` (``options``: more uvicorn flags; ``wrap``: a command prefix)."""
+                wrap: tuple[str, ...] = (), http: str = GUARDED_HTTP) -> ServiceProcess:
+    """uvicorn serving the API on ``127.0.0.1:port`` (``options``: more uvicorn flags; ``wrap``: a command
+    prefix; ``http``: the protocol, the deployments' by default)."""
     args = [*wrap, sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-            "--port", str(port), "--no-access-log", *options]
+            "--port", str(port), "--no-access-log", "--http", http, *options]
     return ServiceProcess(name, args, env, log_dir)
 
 
@@ -344,31 +389,54 @@ class EmbeddedStack:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.processes: list[ServiceProcess] = []
+        self.process_group: int | None = None
+        """The group every process of the stack runs in (the first one's pid)."""
+        self._previous_sigterm: object = None
 
     def environment(self, redis_url: str) -> dict[str, str]:
+        # A webhook secret the caller set is kept (service_env inherits it), so its receiver can verify calls.
         return service_env(
             redis_url,
             inherit_settings=True,
             SYNCHUMAN_STORAGE__BACKEND="local",
             SYNCHUMAN_STORAGE__LOCAL_DIR=str(self.state_dir / "storage"),
             SYNCHUMAN_STORAGE__PUBLIC_BASE_URL=self.url,
-            SYNCHUMAN_STORAGE__SIGNING_SECRET=secrets.token_hex(16),
+            SYNCHUMAN_STORAGE__SIGNING_SECRET=secrets.token_hex(32),
         )
 
+    def _start_in_group(self, process: ServiceProcess) -> ServiceProcess:
+        """Start ``process``: the first one opens the stack's process group, the others join it."""
+        self.processes.append(process)
+        process.start(process_group=self.process_group or 0)
+        if self.process_group is None:
+            self.process_group = process.pid
+        return process
+
     def start(self, ready_timeout: float = 600.0) -> EmbeddedStack:
+        self._stop_on_sigterm()
         logs = self.state_dir / "logs"
-        redis_server = RedisServer(self.state_dir, aof=True, log_dir=logs)
-        self.processes.append(redis_server.process)
         try:
-            redis_server.start()
+            redis_server = RedisServer(self.state_dir, aof=True, log_dir=logs)
+            self._start_in_group(redis_server.process)
+            redis_server.wait_accepting()
             env = self.environment(redis_server.url)
-            self.processes.append(api_process("api", env, logs, self.port, "--log-level", "warning").start())
-            self.processes.append(worker_process("embedded", env, logs).start())
+            self._start_in_group(api_process("api", env, logs, self.port, "--log-level", "warning"))
+            self._start_in_group(worker_process("embedded", env, logs))
             self.wait_ready(ready_timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _stop_on_sigterm(self) -> None:
+        """Make SIGTERM unwind like Ctrl-C (``KeyboardInterrupt``), so ``stop`` runs (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def interrupt(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        self._previous_sigterm = signal.signal(signal.SIGTERM, interrupt)
 
     def wait_ready(self, timeout: float) -> None:
         def ready() -> bool:
@@ -379,8 +447,20 @@ class EmbeddedStack:
         wait_until(ready, timeout, f"the embedded stack to be ready (logs in {self.state_dir / 'logs'})", interval=0.3)
 
     def stop(self) -> None:
-        stop_all(self.processes)
-        self.processes.clear()
+        """Stop every process in order and wait for each; then kill whatever is left in the group."""
+        try:
+            stop_all(self.processes)
+        finally:
+            if self.process_group is not None:
+                try:
+                    os.killpg(self.process_group, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # the group is empty: everything stopped
+            self.processes.clear()
+            self.process_group = None
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+                self._previous_sigterm = None
 
     def __enter__(self) -> EmbeddedStack:
         return self.start()

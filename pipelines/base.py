@@ -146,3 +146,14 @@ class GenerationPipelines:
     device: str = "cpu"
     load_timings: dict[str, float] = field(default_factory=dict)
     """Seconds of each loading phase (weights, compilation, warm-up), for the worker's start-up log."""
+    preprocess: Callable[[Image.Image], Image.Image] | None = None
+    """The preprocessing step (``pipelines.person.cutout.PersonCutout``): photo -> RGBA cut-out of the
+    person, or :class:`PipelineInputError` (``no_person``...).  None: the CPU default, built on first use."""
+
+    def cut_out(self, image: Image.Image) -> Image.Image:
+        """Run the preprocessing step every job starts with (before stage 1)."""
+        if self.preprocess is None:
+            from pipelines.person.cutout import PersonCutout
+
+            self.preprocess = PersonCutout()
+        return self.preprocess(image)

@@ -7,14 +7,23 @@ official released checkpoints from a local weights directory laid out as::
     {weights_dir}/SecondStage/...                     the official ckpts/SecondStage folder
     {weights_dir}/dinov2/dinov2_vitl14_reg4_pretrain.pth   DINOv2 ViT-L/14 with registers
 
+Both methods start from the same preprocessing step, the person cut-out
+(``pipelines/person/cutout.py``), whose segmentation backend ``segmenter``
+names: ``mediapipe`` (CPU, bundled) or ``onnx`` with ``segmenter_model``, a
+rembg-compatible ONNX file (relative paths are under ``weights_dir``).
+
 Imports are local so that a worker only pays for the method it runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.base import GenerationPipelines
+
+if TYPE_CHECKING:
+    from pipelines.person.cutout import PersonCutout
 
 PIPELINE_NAMES = ("preview", "synchuman")
 
@@ -26,22 +35,46 @@ def load_pipelines(
     device: str = "cpu",
     dtype: str | None = None,
     compile: bool = False,
+    segmenter: str = "mediapipe",
+    segmenter_model: str | Path | None = None,
 ) -> GenerationPipelines:
-    """Load both stages of pipeline ``name`` onto ``device``; raises ValueError on a bad name.
+    """Load both stages of pipeline ``name`` onto ``device``, and its warm preprocessing step.
 
-    ``compile`` asks for the compiled GPU configuration where the pipeline has one.
+    ``compile`` asks for the compiled GPU configuration where the pipeline has
+    one.  Raises ValueError on a bad pipeline or segmenter name, or a missing
+    segmentation model file.
     """
+    cutout = load_cutout(segmenter, model=segmenter_model, weights_dir=weights_dir, device=device)
     if name == "preview":
         from pipelines.preview import load_preview
 
-        return load_preview(device=device)
-    if name == "synchuman":
+        pipelines = load_preview(device=device)
+    elif name == "synchuman":
         if weights_dir is None:
             raise ValueError("the synchuman pipeline needs a weights directory")
         from pipelines.synchuman import load_synchuman
 
-        return load_synchuman(Path(weights_dir), device=device, dtype=dtype, compile=compile)
-    raise ValueError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINE_NAMES)}")
+        pipelines = load_synchuman(Path(weights_dir), device=device, dtype=dtype, compile=compile)
+    else:
+        raise ValueError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINE_NAMES)}")
+    pipelines.preprocess = cutout
+    return pipelines
+
+
+def load_cutout(
+    segmenter: str = "mediapipe",
+    *,
+    model: str | Path | None = None,
+    weights_dir: str | Path | None = None,
+    device: str = "cpu",
+) -> PersonCutout:
+    """The person cut-out with the segmentation backend ``segmenter``, its models loaded now."""
+    from pipelines.person.cutout import PersonCutout
+    from pipelines.person.segmenters import load_segmenter
+
+    cutout = PersonCutout(load_segmenter(segmenter, model=model, weights_dir=weights_dir, device=device))
+    cutout.warm()
+    return cutout
 
 
 def load_pipeline_factory(spec: str, *, device: str = "cpu") -> GenerationPipelines:

@@ -27,7 +27,7 @@ fi
 
 # The CPU build of torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 $PY -m pip install -q --disable-pip-version-check "torch==2.13.0"
-$PY -m pip install -q --disable-pip-version-check -e ".[worker,segment,dev]"
+$PY -m pip install -q --disable-pip-version-check -e ".[worker,segment,onnx,dev]"
 
 if command -v npm >/dev/null && [ ! -d .tools/node_modules/gltf-validator ]; then
   npm install --silent --no-audit --no-fund --prefix .tools gltf-validator@2.0.0-dev.3.10 >/dev/null

@@ -54,6 +54,12 @@ class NoForegroundError(InvalidInputError):
     code = "no_foreground"
 
 
+class NoPersonError(InvalidInputError):
+    """The photo shows no person (a cube, a texture, a landscape): the pose model found nobody."""
+
+    code = "no_person"
+
+
 class ImageTooLargeError(InvalidInputError):
     """Over the pixel cap (a decompression bomb, or simply too many pixels)."""
 
@@ -70,10 +76,22 @@ class InvalidOptionsError(InvalidInputError):
     code = "invalid_options"
 
 
+class InvalidDeliveryError(InvalidInputError):
+    """``deliver_to`` is not a JSON object of known artifact names to http(s) URLs."""
+
+    code = "invalid_deliver_to"
+
+
 class MissingImageError(InvalidInputError):
     """Neither ``image`` nor ``image_url`` was given (or both were)."""
 
     code = "missing_image"
+
+
+class MultipleImagesError(InvalidInputError):
+    """More than one ``image`` part: the service never picks one silently."""
+
+    code = "multiple_images"
 
 
 class UrlRefusedError(InvalidInputError):
@@ -161,10 +179,11 @@ class RetryLaterError(ServiceError):
     """Refused for now; ``retry_after_s`` says when trying again makes sense (``Retry-After``)."""
 
     retryable = True
+    default_retry_after_s = 1.0
 
-    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
-        self.retry_after_s = retry_after_s
+        self.retry_after_s = self.default_retry_after_s if retry_after_s is None else retry_after_s
 
 
 class RateLimitedError(RetryLaterError):
@@ -192,11 +211,11 @@ class RequestInProgressError(RetryLaterError):
     code = "request_in_progress"
 
 
-class StorageUnavailableError(ServiceError):
-    """The object store could not be reached, even after retries with backoff."""
+class StorageUnavailableError(RetryLaterError):
+    """The object store could not be reached, even after retries with backoff (or past its deadline)."""
 
     code = "storage_unavailable"
-    retryable = True
+    default_retry_after_s = 5.0
 
 
 class GpuOutOfMemoryError(ServiceError):
@@ -247,3 +266,9 @@ class WebhookSignatureError(ServiceError, ValueError):
     """A webhook call whose headers or signature do not check out (receiver side)."""
 
     code = "invalid_webhook_signature"
+
+
+class ConfigurationError(ServiceError):
+    """The process's settings cannot run a safe deployment (a missing or public secret); it refuses to start."""
+
+    code = "configuration_error"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.deliveries import DeliveryState
 from shared.jobs import JobRecord, JobStatus
 from shared.storage import Storage
+from shared.storage.base import content_type_for
 
 
 def job_links(job_id: str) -> dict[str, str]:
@@ -31,7 +33,7 @@ def job_body(
     if record.status in (JobStatus.running, JobStatus.succeeded):
         for name, key in record.outputs.items():
             link = storage.download_url(key, url_ttl_s)
-            outputs[name] = {"url": link.url, "expires_at": link.expires_at}
+            outputs[name] = {"url": link.url, "expires_at": link.expires_at, "media_type": content_type_for(key)}
     return {
         "id": record.id,
         "status": record.status.value,
@@ -48,5 +50,16 @@ def job_body(
         "timings": record.timings,
         "error": record.error.model_dump() if record.error else None,
         "outputs": outputs,
+        "deliveries": _deliveries(record),
         "links": job_links(record.id),
     }
+
+
+def _deliveries(record: JobRecord) -> dict[str, Any]:
+    """Each ``deliver_to`` upload's outcome (without its URL); a job that did not succeed delivers nothing."""
+    out = {}
+    for name, delivery in record.deliveries.items():
+        if record.status in (JobStatus.failed, JobStatus.canceled) and delivery.state is DeliveryState.pending:
+            delivery = delivery.model_copy(update={"state": DeliveryState.skipped})
+        out[name] = delivery.model_dump(mode="json")
+    return out

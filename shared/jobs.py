@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from shared.deliveries import ArtifactDelivery
 from shared.errors import IllegalTransitionError, JobNotCancelableError, ServiceError, WorkerLostError
 
 
@@ -112,6 +113,10 @@ class JobRecord(BaseModel):
     cancel_requested: bool = False
     owner: str | None = None
     """``key_id`` of the API key that created the job (None with authentication off)."""
+    deliver_to: dict[str, str] = {}
+    """Artifact name -> the caller's presigned PUT URL (``shared.deliveries``); never shown back."""
+    deliveries: dict[str, ArtifactDelivery] = {}
+    """Artifact name -> how its upload to ``deliver_to`` went so far."""
     history: list[JobEvent] = []
 
 

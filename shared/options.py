@@ -10,11 +10,14 @@ release.  Validation is strict: a JSON ``true`` is not the integer 1 and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TEXTURE_SIZES = (512, 1024, 2048)
+MODEL_FORMATS = ("glb", "usdz", "obj")
+"""Formats of the model a job may ask for (``pipelines.outputs`` writes them); the GLB is always made."""
+ModelFormat = Literal["glb", "usdz", "obj"]
 
 
 class GenerationOptions(BaseModel):
@@ -33,6 +36,12 @@ class GenerationOptions(BaseModel):
     rig: bool = Field(
         False, description="Also write stage2/rigged.glb: the model skinned to a humanoid skeleton, with a short clip."
     )
+    formats: tuple[ModelFormat, ...] = Field(
+        ("glb",),
+        description="Formats of the model besides the GLB, which is always made: any of "
+        "'usdz' (AR Quick Look) and 'obj' (zip of OBJ, MTL and texture).",
+        strict=False,  # a JSON array, also once stored on the job and read back as a list
+    )
 
     @field_validator("texture_size")
     @classmethod
@@ -40,6 +49,11 @@ class GenerationOptions(BaseModel):
         if value not in TEXTURE_SIZES:
             raise ValueError(f"texture_size must be one of {', '.join(map(str, TEXTURE_SIZES))}")
         return value
+
+    @field_validator("formats")
+    @classmethod
+    def _formats_once_each(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(("glb", *value)))
 
 
 def option_bounds() -> dict[str, dict[str, Any]]:
@@ -54,4 +68,5 @@ def option_bounds() -> dict[str, dict[str, Any]]:
             "description": prop.get("description"),
         }
     bounds["texture_size"]["allowed"] = list(TEXTURE_SIZES)
+    bounds["formats"]["allowed"] = list(MODEL_FORMATS)
     return bounds

@@ -15,10 +15,11 @@ from shared.settings import Settings
 
 GENERATE_TASK = "jobs.generate"
 WEBHOOK_TASK = "webhooks.deliver"
+DELIVERY_TASK = "deliveries.upload"
 GPU_QUEUE = "gpu"
 """Generation jobs; consumed by one worker process per GPU."""
 WEBHOOK_QUEUE = "webhooks"
-"""Webhook deliveries; cheap, may be consumed by any worker."""
+"""Webhook deliveries and uploads to ``deliver_to`` URLs; no GPU, may be consumed by any worker."""
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -33,7 +34,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "global_keyprefix": f"{settings.redis.key_prefix}:celery:",
         },
         "task_default_queue": GPU_QUEUE,
-        "task_routes": {GENERATE_TASK: {"queue": GPU_QUEUE}, WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
+        "task_routes": {
+            GENERATE_TASK: {"queue": GPU_QUEUE},
+            WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
+            DELIVERY_TASK: {"queue": WEBHOOK_QUEUE},
+        },
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_ignore_result": True,

@@ -30,8 +30,9 @@ class StorageSettings(BaseModel):
     """Root of the local backend (shared by the API and the worker on one machine)."""
     url_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
     """Lifetime of every download URL handed out."""
-    signing_secret: str = "change-me-local-signing-secret"
-    """HMAC key of the local backend's download URLs."""
+    signing_secret: str | None = None
+    """HMAC key of the local backend's download URLs.  No default: every process of a deployment
+    with the local backend refuses to start without it (``shared.deployment_secrets``)."""
     public_base_url: str = "http://127.0.0.1:8000"
     """Base the API's own download URLs (local backend) start with."""
     s3_endpoint: str = "http://127.0.0.1:8333"
@@ -44,6 +45,10 @@ class StorageSettings(BaseModel):
     s3_secret_key: str = "synchuman-secret"
     s3_retention_days: int = Field(7, ge=1)
     """Lifecycle rule applied to ``jobs/`` when the bucket is set up."""
+    s3_connect_timeout_s: float = Field(3.0, gt=0)
+    """Longest wait for a TCP connection to S3."""
+    s3_read_timeout_s: float = Field(20.0, gt=0)
+    """Longest wait for the next byte of an S3 answer (a hung store fails the call after this)."""
 
 
 class ApiSettings(BaseModel):
@@ -61,6 +66,20 @@ class ApiSettings(BaseModel):
     """How long the synchronous ``POST /generate`` waits before answering 504 with the job id."""
     fast_job_reads: bool = True
     """Answer ``GET /v1/jobs/{id}`` ahead of FastAPI's routing (``api.fast_reads``; same bytes)."""
+    max_connections: int = Field(10_000, ge=1)
+    """Open client connections per API process (also kept below its open-files limit); at the cap a
+    new connection replaces the one waiting longest without a request (``api.connection_guard``)."""
+    header_timeout_s: float = Field(10.0, gt=0)
+    """A request's line and headers must arrive within this time, else the connection is closed."""
+    body_timeout_s: float = Field(30.0, gt=0)
+    """Longest pause of a client while it sends a request body, else the connection is closed."""
+    storage_deadline_s: float = Field(3.0, gt=0)
+    """Overall limit of the storage calls one request makes (the photo upload, the readiness probe),
+    retries included: a hung store answers ``503 storage_unavailable`` (or not ready) within it."""
+    events_interval_s: float = Field(0.25, gt=0)
+    """How often a ``/v1/jobs/{id}/events`` stream reads its job: at most one event per interval."""
+    events_max_s: float = Field(600.0, gt=0)
+    """A stream whose job has not finished closes after this long; clients reconnect (``Last-Event-ID``)."""
 
 
 class WorkerSettings(BaseModel):
@@ -72,6 +91,11 @@ class WorkerSettings(BaseModel):
     """On CUDA, ``torch.compile`` the stage-1 network and VAE decoder at worker start (stage 1 about
     25 % faster on an H100).  The first start compiles for about 3 minutes; later starts reuse
     Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``) and take about 20 s.  Ignored on the CPU."""
+    segmenter: Literal["mediapipe", "onnx"] = "mediapipe"
+    """Person segmentation of opaque photos: ``mediapipe`` (CPU, bundled with the ``segment`` extra) or
+    ``onnx``, a rembg-compatible model file (``segmenter_model``) run with onnxruntime, on CUDA if present."""
+    segmenter_model: Path = Path("u2net.onnx")
+    """The ``onnx`` segmenter's file: relative to ``weights_dir``, or an absolute path."""
     pipeline_factory: str | None = None
     """Operator/testing hook: ``module:function`` returning ``GenerationPipelines``; overrides ``pipeline``."""
     max_attempts: int = Field(2, ge=1)
@@ -90,21 +114,45 @@ class WorkerSettings(BaseModel):
     fails as ``queue_unavailable`` (retryable) or, if even that cannot be written, is recovered."""
 
 
-class WebhookSettings(BaseModel):
-    """Signed job webhooks (``shared.webhooks``): secret, timeout, retry schedule, allowlist."""
+class RetrySchedule(BaseModel):
+    """Exponential backoff with jitter: retry n waits ``first_retry_s * backoff_factor ** (n - 1)``, capped."""
 
-    secret: str = "whsec_Y2hhbmdlLW1lLWxvY2FsLXdlYmhvb2stc2VjcmV0"
-    """``whsec_<base64 key>`` signing every call (Standard Webhooks); set your own in production."""
-    timeout_s: float = Field(15.0, gt=0, le=30)
     first_retry_s: float = Field(5.0, ge=0)
     backoff_factor: float = Field(5.0, ge=1)
     max_retry_s: float = Field(24 * 3600, gt=0)
     max_retries: int = Field(9, ge=0)
-    """Retries after the first attempt (defaults: 5 s up to 24 h apart, about 3 days in all)."""
+    """Retries after the first attempt."""
     jitter: float = Field(0.2, ge=0, lt=1)
     """Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]."""
+
+
+class WebhookSettings(RetrySchedule):
+    """Signed job webhooks (``shared.webhooks``): secret, timeout, retry schedule, allowlist.
+
+    Retries: 5 s up to 24 h apart, about 3 days in all (``max_retries`` 9).
+    """
+
+    secret: str | None = None
+    """``whsec_<base64 key>`` signing every call (Standard Webhooks).  No default: the API and the
+    workers refuse to start without it (``shared.deployment_secrets``)."""
+    timeout_s: float = Field(15.0, gt=0, le=30)
     allow_hosts: list[str] = []
     """Hosts or networks (CIDR) ``webhook_url`` may reach even though they are private/loopback."""
+
+
+class DeliverySettings(RetrySchedule):
+    """Uploads of artifacts to the caller's presigned URLs (``deliver_to``, ``shared.deliveries``).
+
+    The URLs follow ``image_url``'s rules (``api.url_fetch_allow_hosts``).  Retries: 5 s, 25 s,
+    2 min 5 s, 10 min 25 s, 52 min (``max_retries`` 5): presigned URLs expire within hours.
+    """
+
+    max_retries: int = Field(5, ge=0)
+    max_retry_s: float = Field(3600.0, gt=0)
+    timeout_s: float = Field(300.0, gt=0)
+    """Time limit of one upload."""
+    max_bytes: int = Field(1024**3, ge=1)
+    """Larger artifacts are not uploaded (their delivery fails with ``too_large``)."""
 
 
 class JobSettings(BaseModel):
@@ -155,6 +203,9 @@ class StorageRetrySettings(BaseModel):
     attempts: int = Field(4, ge=1)
     first_delay_s: float = Field(0.5, ge=0)
     max_delay_s: float = Field(8.0, ge=0)
+    deadline_s: float = Field(180.0, gt=0)
+    """Overall limit of one storage operation in a worker, retries included (the API uses
+    ``api.storage_deadline_s``); past it the operation fails with ``storage_unavailable``."""
 
 
 class Settings(BaseSettings):
@@ -168,6 +219,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     jobs: JobSettings = JobSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    deliveries: DeliverySettings = DeliverySettings()
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     cors: CorsSettings = CorsSettings()

@@ -43,7 +43,7 @@ from shared.errors import InvalidOptionsError
 from shared.job_store import JobKeys
 from shared.jobs import JobRecord
 from shared.queue import WEBHOOK_QUEUE, WEBHOOK_TASK
-from shared.settings import WebhookSettings
+from shared.settings import RetrySchedule
 
 
 class WebhookEvent(StrEnum):
@@ -63,13 +63,19 @@ RETRIED_CLIENT_ERRORS = frozenset({408, 429})
 
 
 def is_retryable_status(status_code: int) -> bool:
-    """Whether an answer other than 2xx is worth another attempt."""
+    """Whether an answer other than 2xx is worth another attempt.
+
+    Redirects are never followed (the target would escape the URL check) and a receiver
+    that redirects will do so again: 3xx is a failed delivery, not retried.
+    """
+    if 300 <= status_code < 400:
+        return False
     if 400 <= status_code < 500:
         return status_code in RETRIED_CLIENT_ERRORS
     return True
 
 
-def retry_delay(retry: int, settings: WebhookSettings, rng: random.Random | None = None) -> float:
+def retry_delay(retry: int, settings: RetrySchedule, rng: random.Random | None = None) -> float:
     """Seconds to wait before retry number ``retry`` (1 = the first retry), jittered."""
     base = settings.first_retry_s * settings.backoff_factor ** (retry - 1)
     base = min(base, settings.max_retry_s)
@@ -77,7 +83,7 @@ def retry_delay(retry: int, settings: WebhookSettings, rng: random.Random | None
     return max(0.0, min(base * (1.0 + spread), settings.max_retry_s))
 
 
-def retry_schedule(settings: WebhookSettings) -> list[float]:
+def retry_schedule(settings: RetrySchedule) -> list[float]:
     """The un-jittered delays of every retry, in order (documentation, /info)."""
     return [
         min(settings.first_retry_s * settings.backoff_factor ** (n - 1), settings.max_retry_s)

@@ -21,28 +21,45 @@ import os
 
 from celery import Celery, signals
 
-from shared.queue import GENERATE_TASK, GPU_QUEUE, WEBHOOK_TASK, celery_config
+from shared.deployment_secrets import require_deployment_secrets
+from shared.errors import ConfigurationError
+from shared.jobs import JobRecord, JobStatus
+from shared.queue import DELIVERY_TASK, GENERATE_TASK, GPU_QUEUE, WEBHOOK_TASK, celery_config
 from shared.settings import get_settings
 from shared.structured_logging import configure_logging
+from shared.webhooks import WebhookEvent
 from worker import tasks
+from worker.deliveries import fire_deliveries
 from worker.runtime import current_runtime, start_runtime, stop_runtime
 from worker.webhooks import announcer
 
 EXIT_PIPELINES_FAILED = 3
 """Exit status of a worker whose pipelines could not be loaded."""
+EXIT_CONFIGURATION = 78
+"""Exit status of a worker whose settings are unsafe (a missing or published secret): EX_CONFIG."""
 
 log = logging.getLogger("worker")
 app = Celery("synchuman-worker")
 app.conf.update(celery_config(get_settings()))
 app.task(name=GENERATE_TASK, base=tasks.JobTask, acks_late=True)(tasks.generate)
 app.task(name=WEBHOOK_TASK, bind=True, acks_late=True)(tasks.deliver_webhook)
-announce = announcer(app)
+app.task(name=DELIVERY_TASK, bind=True, acks_late=True)(tasks.upload_artifact)
+_announce_webhook = announcer(app)
+
+
+def announce(record: JobRecord, event: WebhookEvent) -> None:
+    """Queue ``event`` through this app; the ending of a succeeded job also queues its uploads
+    (``deliver_to``), once, as ``completed`` is announced only by the write that ended the job."""
+    _announce_webhook(record, event)
+    if event is WebhookEvent.completed and record.status is JobStatus.succeeded:
+        fire_deliveries(record, app)
 
 
 @signals.worker_init.connect
 def _load_pipelines_in_solo_worker(**_: object) -> None:
     """Process-start hook: the solo pool runs tasks in the main process."""
     configure_logging("worker")
+    _refuse_unsafe_settings()
     if _consumes_gpu_queue():
         _start_or_exit()
 
@@ -68,6 +85,16 @@ def _start_or_exit() -> None:
         log.critical("pipelines failed to load; worker exits without consuming jobs", exc_info=True)
         logging.shutdown()
         os._exit(EXIT_PIPELINES_FAILED)
+
+
+def _refuse_unsafe_settings() -> None:
+    """End the process before it consumes a job when a deployment secret is missing or public."""
+    try:
+        require_deployment_secrets(get_settings())
+    except ConfigurationError as exc:
+        log.critical(exc.message)
+        logging.shutdown()
+        os._exit(EXIT_CONFIGURATION)
 
 
 def _consumes_gpu_queue() -> bool:

@@ -208,6 +208,7 @@ def _generate(runtime: WorkerRuntime, attempt: JobAttempt, record: JobRecord) ->
     import torch
 
     from pipelines.artifacts import results_zip, stage1_files, stage2_files
+    from pipelines.outputs import model_outputs
 
     options = GenerationOptions.model_validate(record.options)
     stage1_options, stage2_options = pipeline_options(options)
@@ -225,6 +226,7 @@ def _generate(runtime: WorkerRuntime, attempt: JobAttempt, record: JobRecord) ->
     image = Image.open(io.BytesIO(runtime.storage.get_bytes(record.input_key)))
     image.load()
     image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    image = run_model(runtime.pipelines.cut_out, image)  # the person as RGBA, or no_person before any GPU work
     lap(JobStage.preprocess)
 
     progress.enter(JobStage.stage1)
@@ -251,6 +253,9 @@ def _generate(runtime: WorkerRuntime, attempt: JobAttempt, record: JobRecord) ->
 
         rigged = run_model(rig_glb, mesh.glb, views.colors[0])  # the front view the mesh was built from
     s2 = stage2_files(mesh, rigged.glb if rigged else None) if mesh is not None else {}
+    extra = run_model(model_outputs, mesh.glb, options.formats, callback=progress) if mesh is not None else None
+    if extra is not None:
+        s2.update(extra.files)  # thumbnail, turntables, the formats asked for: in stage2/ and in the zip
     metadata = {
         "job_id": record.id,
         "pipeline": {**runtime.pipeline_info, "description": runtime.pipelines.description},
@@ -260,6 +265,7 @@ def _generate(runtime: WorkerRuntime, attempt: JobAttempt, record: JobRecord) ->
             "stage1_steps": views.timings,
             "stage2_steps": mesh.timings if mesh else {},
             **({"rig_steps": rigged.timings} if rigged else {}),
+            "outputs": extra.timings if extra else {},
         },
         "mesh": {"num_vertices": mesh.num_vertices, "num_faces": mesh.num_faces} if mesh else None,
         "attempt": record.attempts,

@@ -154,7 +154,7 @@ def _load_pipelines(worker: WorkerSettings, pipelines: GenerationPipelines | Non
     log.info("loading pipelines", extra={"pipeline": worker.pipeline, "device": worker.device})
     return load_pipelines(
         worker.pipeline, weights_dir=worker.weights_dir, device=worker.device, dtype=worker.dtype,
-        compile=worker.compile,
+        compile=worker.compile, segmenter=worker.segmenter, segmenter_model=worker.segmenter_model,
     )
 
 

@@ -14,6 +14,7 @@ from celery.exceptions import Reject
 from shared.errors import InternalError
 from shared.jobs import JobStatus
 from worker.attempt import REDIS_ERRORS
+from worker.deliveries import upload
 from worker.generation import run_job
 from worker.runtime import current_runtime
 from worker.webhooks import deliver, delivery_context
@@ -55,4 +56,10 @@ def deliver_webhook(
 ) -> str | None:
     """One attempt of one webhook delivery (``worker.webhooks.deliver``); it queues its own retries."""
     delivery = deliver(delivery_context(), task.app, job_id, event, delivery_id, attempt, redelivery_of=redelivery_of)
+    return delivery.state.value if delivery else None
+
+
+def upload_artifact(task: Task, job_id: str, name: str, attempt: int = 1) -> str | None:
+    """One attempt of one upload to a ``deliver_to`` URL (``worker.deliveries.upload``); it queues its own retries."""
+    delivery = upload(delivery_context(), task.app, job_id, name, attempt)
     return delivery.state.value if delivery else None

@@ -40,7 +40,7 @@ async def readyz(ctx: ContextDep) -> JSONResponse:
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
         checks["redis"] = {"ok": False, "detail": type(exc).__name__}
     try:
-        await run_in_threadpool(ctx.storage.ping)
+        await run_in_threadpool(ctx.storage.ping, ctx.settings.api.storage_deadline_s)
         checks["storage"] = {"ok": True, "detail": ctx.storage.name}
     except Exception as exc:  # noqa: BLE001
         checks["storage"] = {"ok": False, "detail": f"{ctx.storage.name}: {type(exc).__name__}"}

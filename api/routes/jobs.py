@@ -18,19 +18,20 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Body, Header, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from api.auth import JobDep, JobLookup
+from api.auth import JobDep, JobLookup, lookup_job
 from api.context import ApiContext, ContextDep
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import HELP as IDEMPOTENCY_HELP
+from api.job_events import job_events_response
 from api.job_reads import job_json, json_response
 from api.schemas import ErrorBody, JobCreated, JobRead
-from api.submission import Submission, parse_options, submit
+from api.submission import Submission, parse_options, refuse_multiple_images, submit
 from shared.artifacts import remove_partial_artifacts
 from shared.errors import (
     InvalidInputError,
@@ -53,7 +54,8 @@ FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 JSON_TYPE = "application/json"
 
 BAD_INPUT = {
-    400: {"model": ErrorBody, "description": "Neither or both of `image` and `image_url` (`missing_image`)."},
+    400: {"model": ErrorBody, "description": "Neither or both of `image` and `image_url` (`missing_image`); "
+          "more than one `image` part (`multiple_images`)."},
     413: {"model": ErrorBody, "description": "Over the byte cap (`payload_too_large`)."},
     415: {"model": ErrorBody, "description": "An image format other than PNG/JPEG/WebP (`unsupported_format`), "
           "or a body that is neither a form nor JSON (`unsupported_media_type`)."},
@@ -75,11 +77,20 @@ class SubmitForm(BaseModel):
                                 examples=[orjson.dumps(OPTIONS_EXAMPLE).decode()])
     webhook_url: str | None = Field(None, description="Called (POST, signed) when the job finishes")
     webhook_events: str | None = Field(None, description=WEBHOOK_EVENTS_HELP, examples=["started,completed"])
+    deliver_to: str | None = Field(
+        None,
+        description="JSON object: artifact name -> presigned PUT URL of your storage. Once the job succeeded "
+        "each named artifact is uploaded there (retried with backoff; the job's `deliveries` shows each "
+        "outcome; the job succeeds even if an upload fails). URLs follow `image_url`'s rules.",
+        examples=['{"stage2/output.glb": "https://my-bucket.s3.amazonaws.com/model.glb?X-Amz-Signature=..."}'],
+    )
 
     @classmethod
     def from_form(cls, form: FormData) -> Submission:
         """Validate a parsed form.  Empty text fields and empty file inputs (what a browser sends
-        when no file was chosen) count as absent; text where the file belongs is ``invalid_request``."""
+        when no file was chosen) count as absent; text where the file belongs is ``invalid_request``;
+        more than one ``image`` part is ``multiple_images``."""
+        refuse_multiple_images(form)
         given = {
             name: value for name, value in form.items()
             if name in cls.model_fields and value != "" and not _is_empty_file_input(value)
@@ -91,7 +102,8 @@ class SubmitForm(BaseModel):
                 [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
             ) from None
         return Submission(image=fields.image, image_url=fields.image_url, options=parse_options(fields.options),
-                          webhook_url=fields.webhook_url, webhook_events=fields.webhook_events)
+                          webhook_url=fields.webhook_url, webhook_events=fields.webhook_events,
+                          deliver_to=fields.deliver_to)
 
 
 def _is_empty_file_input(value: object) -> bool:
@@ -107,6 +119,9 @@ class SubmitJson(BaseModel):
     options: dict[str, Any] | None = Field(None, description="Generation options", examples=[OPTIONS_EXAMPLE])
     webhook_url: str | None = Field(None, description="Called (POST, signed) when the job finishes")
     webhook_events: list[str] | str | None = Field(None, description=WEBHOOK_EVENTS_HELP)
+    deliver_to: dict[str, str] | None = Field(
+        None, description="Artifact name -> presigned PUT URL of your storage (as the form's `deliver_to`)."
+    )
 
     @classmethod
     def from_body(cls, body: bytes) -> Submission:
@@ -118,7 +133,8 @@ class SubmitJson(BaseModel):
             )
             raise InvalidInputError(f"invalid JSON body: {details}", code="invalid_request") from None
         return Submission(image_url=fields.image_url, options=parse_options(fields.options),
-                          webhook_url=fields.webhook_url, webhook_events=fields.webhook_events)
+                          webhook_url=fields.webhook_url, webhook_events=fields.webhook_events,
+                          deliver_to=fields.deliver_to)
 
 
 def _form_schema() -> dict[str, Any]:
@@ -185,6 +201,36 @@ async def read_job(ctx: ContextDep, job: JobDep) -> Response:
 
 def _redirect_to(ctx: ApiContext, key: str) -> RedirectResponse:
     return RedirectResponse(ctx.storage.download_url(key, ctx.settings.storage.url_ttl_s).url, status_code=302)
+
+
+@router.get(
+    "/{job_id}/events",
+    summary="Follow a job as Server-Sent Events: one event per change, then the finished job",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "`update` events (the job as GET answers it, at most about 4 a second, one per "
+            "change of status, stage, progress or queue position), then one `done` event with the finished "
+            "job; then the stream closes. Reconnect with `Last-Event-ID` to resume after that event.",
+        },
+        204: {"description": "`Last-Event-ID` is the job's `done` event: nothing more will come."},
+        404: {"model": ErrorBody, "description": "`job_not_found`"},
+    },
+)
+async def job_events(
+    request: Request,
+    ctx: ContextDep,
+    job: JobDep,
+    last_event_id: Annotated[str | None, Header(description="Id of the last event received, to resume")] = None,
+) -> Response:
+    key_id = request.state.key_id
+
+    async def read_job(ctx: ApiContext, job_id: str) -> tuple[JobRecord, dict]:
+        lookup = await lookup_job(ctx, job_id, key_id)  # each read as GET answers it, for this caller
+        return lookup.record, await job_json(ctx, lookup)
+
+    return await job_events_response(ctx, job.record.id, last_event_id, read_job)
 
 
 @router.get(

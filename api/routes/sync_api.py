@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from api.context import ApiContext, ContextDep
 from api.errors import error_body
 from api.schemas import ErrorBody
-from api.submission import Submission, parse_options, submit
+from api.submission import Submission, parse_options, refuse_multiple_images, submit
 from shared import errors as e
 from shared.job_view import job_body, job_links
 from shared.jobs import JobRecord, JobStatus
@@ -119,7 +119,8 @@ def _failure(record: JobRecord) -> JSONResponse:
     summary="Synchronous generation (existing clients): submit, wait, answer the result",
     responses={
         200: {"description": "JSON describing stage1 and stage2 outputs, or with `download=true` a zip."},
-        400: {"model": ErrorBody, "description": "Neither or both of `image` and `image_url` (`missing_image`)."},
+        400: {"model": ErrorBody, "description": "Neither or both of `image` and `image_url` (`missing_image`); "
+              "more than one `image` part (`multiple_images`)."},
         409: {"model": ErrorBody, "description": "`canceled`: the job was canceled while the request waited."},
         422: {"model": ErrorBody, "description": "Bad input (same codes as `POST /v1/jobs`)."},
         500: {"model": ErrorBody, "description": "The pipeline failed (`pipeline_error`, `worker_lost`)."},
@@ -154,6 +155,7 @@ async def generate(
     options: dict[str, Any] = {name: value for name, value in knobs.items() if value is not None}
     if stage1_only:
         options["stage1_only"] = True
+    refuse_multiple_images(await request.form())  # parsed once already: FastAPI keeps the form
     submission = Submission(image=image, image_url=image_url, options=parse_options(options))
     created = await submit(request, ctx, submission, idempotency_key=None)
     job_id = orjson.loads(created.body)["id"]

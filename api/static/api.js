@@ -7,6 +7,8 @@ export const API = {
   jobs: "/v1/jobs",
   job: (id) => `/v1/jobs/${encodeURIComponent(id)}`,
   cancel: (id) => `/v1/jobs/${encodeURIComponent(id)}/cancel`,
+  events: (id) => `/v1/jobs/${encodeURIComponent(id)}/events`,
+  artifact: (id, name) => `/v1/jobs/${encodeURIComponent(id)}/artifacts/${name}`,
   info: "/info",
   ready: "/readyz",
 };
@@ -20,6 +22,7 @@ export const ERROR_WORDS = {
   invalid_image: "That file is not an image the service can read.",
   unsupported_format: "That image format is not supported: use PNG, JPEG or WebP.",
   no_foreground: "No person was found in the photo. Use a photo of one person, or a PNG with a transparent background.",
+  no_person: "No person was found in the photo. The service models people: use a photo of one person, whole body in view.",
   segmenter_unavailable: "This server cannot cut a person out of an opaque photo: upload a PNG with a transparent background.",
   empty_upload: "The file is empty.",
   missing_image: "Choose a photo first.",

@@ -1,7 +1,8 @@
 // The browser page of the SyncHuman job service.
 //
-// It speaks only the public HTTP API: POST /v1/jobs to submit, GET /v1/jobs/{id}
-// to follow a job (polling with a growing delay, never reloading), POST
+// It speaks only the public HTTP API: POST /v1/jobs to submit, GET
+// /v1/jobs/{id}/events to follow a job (an EventSource: one event per change;
+// GET /v1/jobs/{id} with a growing delay where no stream can be used), POST
 // /v1/jobs/{id}/cancel to stop one, GET /info for the option bounds and the
 // pipeline the workers run.  The 3D viewer is Google's <model-viewer>, served
 // by this server from its own install (no CDN); without it the page still
@@ -32,6 +33,7 @@ const state = {
   jobId: null,
   pollTimer: null,
   pollDelay: 500,
+  events: null,
   job: null,
   shownGlb: null,
   viewerReady: null,
@@ -205,7 +207,7 @@ async function submitJob(event) {
 // ---------------------------------------------------------------- following a job
 
 function openJob(id, initial = null) {
-  stopPolling();
+  stopFollowing();
   state.jobId = id;
   state.job = null;
   state.shownGlb = null;
@@ -227,8 +229,41 @@ function openJob(id, initial = null) {
   renderRecent();
   history.replaceState(null, "", `#job=${encodeURIComponent(id)}`);
   if (initial && initial.status) renderJob({ ...initial, id });
-  poll();
+  follow();
   $("job-panel").scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+// Follows the open job through its event stream.  EventSource reconnects by
+// itself (resuming with Last-Event-ID) after a dropped connection; it cannot
+// send an API key, so with a key, without EventSource, or when the stream is
+// refused (an unknown job, a server without it) the page polls instead.
+function follow() {
+  const id = state.jobId;
+  if (!window.EventSource || apiKey()) {
+    poll();
+    return;
+  }
+  const source = new EventSource(API.events(id));
+  state.events = source;
+  const show = (message) => {
+    if (id !== state.jobId) return;
+    const job = JSON.parse(message.data);
+    renderJob(job);
+    if (TERMINAL.has(job.status)) stopFollowing();
+  };
+  source.addEventListener("update", show);
+  source.addEventListener("done", show);
+  source.addEventListener("error", () => {
+    if (source.readyState !== EventSource.CLOSED || state.events !== source) return;
+    state.events = null;
+    poll();
+  });
+}
+
+function stopFollowing() {
+  if (state.events) state.events.close();
+  state.events = null;
+  stopPolling();
 }
 
 function stopPolling() {
@@ -272,7 +307,8 @@ function renderJob(job) {
   const chip = $("job-status");
   chip.textContent = status;
   chip.dataset.status = status;
-  updateRecent(job.id || state.jobId, { status });
+  const thumbnail = findOutput(outputMap(job), "stage2/thumbnail.png");
+  updateRecent(job.id || state.jobId, thumbnail ? { status, thumbnail } : { status });
 
   const progress = status === "succeeded" ? 100 : Number(job.progress || 0);
   $("progress-bar").value = progress;
@@ -371,7 +407,10 @@ function renderResult(job, outputs) {
   const downloads = [
     ["Download GLB", glb, "output.glb", "primary"],
     ["Rigged GLB", rigged, "rigged.glb", "secondary"],
+    ["USDZ (AR)", findOutput(outputs, "stage2/output.usdz"), "output.usdz", "secondary"],
+    ["OBJ (zip)", findOutput(outputs, "stage2/output_obj.zip"), "output_obj.zip", "secondary"],
     ["PLY mesh", findOutput(outputs, "stage2/output_mesh.ply"), "output_mesh.ply", "secondary"],
+    ["Turntable video", findOutput(outputs, "stage2/turntable.mp4"), "turntable.mp4", "secondary"],
     ["All results (zip)", findOutput(outputs, "results.zip"), "results.zip", "secondary"],
   ];
   $("downloads").replaceChildren(...downloads.filter(([, url]) => url).map(([label, url, file, kind]) => {
@@ -442,7 +481,7 @@ async function cancelJob(id) {
       showMessage(messageBox, describeError(error), "warning");
     }
   }
-  if (current) {
+  if (current && !state.events) {  // a stream shows the change by itself
     stopPolling();
     state.pollDelay = 300;
     poll();

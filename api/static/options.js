@@ -56,6 +56,7 @@ export function resetOptions() {
     if (input && b.default != null) input.value = String(b.default);
   }
   $("opt-rig").checked = false;
+  for (const box of formatBoxes()) box.checked = false;
   if (options.simplify) {
     const s = $("opt-simplify");
     s.min = options.simplify.minimum ?? 0;
@@ -83,5 +84,12 @@ export function collectOptions() {
     if (value !== Number(b.default)) chosen[name] = value;
   }
   if ($("opt-rig").checked) chosen.rig = true;
+  const formats = formatBoxes().filter((box) => box.checked).map((box) => box.value);
+  if (formats.length) chosen.formats = formats;
   return Object.keys(chosen).length ? chosen : null;
+}
+
+// The model formats besides the GLB (USDZ, OBJ) the job may ask for.
+function formatBoxes() {
+  return [...document.querySelectorAll("#opt-formats input[type=checkbox]")];
 }

@@ -2,7 +2,7 @@
 // updated as their statuses change, each reopenable and (while unfinished)
 // cancelable.
 
-import { API, TERMINAL, apiFetch } from "./api.js";
+import { API, TERMINAL, apiFetch, apiKey } from "./api.js";
 import { $ } from "./dom.js";
 
 const RECENT_KEY = "synchuman.recentJobs";
@@ -69,6 +69,7 @@ export function renderRecent() {
     open.querySelector(".recent-when").textContent = when;
     open.setAttribute("aria-label", `Open job ${job.name || job.id}, ${job.status || "unknown"}`);
     open.addEventListener("click", () => hooks.open(job.id));
+    if (job.thumbnail && job.status === "succeeded") li.append(thumbnailOf(job));
     const chip = document.createElement("span");
     chip.className = "status-chip";
     chip.dataset.status = job.status === "expired" ? "failed" : job.status || "queued";
@@ -85,6 +86,19 @@ export function renderRecent() {
     }
     return li;
   }));
+}
+
+// The finished model's picture.  Without an API key the artifact route answers a
+// fresh URL every time; with one (an <img> cannot send it) the URL kept from the
+// job's last read serves until it expires.
+function thumbnailOf(job) {
+  const img = document.createElement("img");
+  img.className = "recent-thumbnail";
+  img.alt = "";
+  img.loading = "lazy";
+  img.src = apiKey() ? job.thumbnail : API.artifact(job.id, "stage2/thumbnail.png");
+  img.addEventListener("error", () => img.remove(), { once: true });
+  return img;
 }
 
 // Refresh the statuses of unfinished jobs left from an earlier visit.

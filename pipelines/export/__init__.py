@@ -13,5 +13,6 @@ independent so that both generation methods can reuse them:
 * ``splat``     -- rendering of 3D Gaussians;
 * ``bake``      -- fitting a texture to multi-view observations;
 * ``gltf``      -- GLB and PLY serialisation;
+* ``clock``     -- wall-clock and CPU time of the phases;
 * ``textured``  -- the whole chain, as stage 2 of SyncHuman calls it.
 """

@@ -25,7 +25,6 @@ uncovered pixels pull on texel (0, 0)).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 
 from pipelines.base import ProgressCallback
 from pipelines.export.cameras import Camera
+from pipelines.export.clock import PhaseClock
 from pipelines.export.raster import Rasterization, rasterize, rasterize_uv
 
 
@@ -115,15 +115,17 @@ def bake_texture(
     callback: ProgressCallback | None = None,
     device: str | torch.device = "cpu",
     timings: dict[str, float] | None = None,
+    cpu_timings: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Bake a ``texture_size``-square RGB texture; returns (S, S, 3) uint8, row 0 = v 1.
 
     ``callback("export", step, total)`` is called after every optimisation step
     and may raise to stop the bake.  ``timings``, if given, receives the seconds
-    spent in ``bake.rasterize``, ``bake.project``, ``bake.optimize`` and ``bake.inpaint``.
+    spent in ``bake.rasterize``, ``bake.project``, ``bake.optimize`` and ``bake.inpaint``
+    (``cpu_timings`` the CPU seconds of the same phases).
     """
     device = torch.device(device)
-    clock = _Clock(device, timings)
+    clock = PhaseClock(device, timings, cpu_timings)
     v = torch.as_tensor(vertices, dtype=torch.float32, device=device)
     f = torch.as_tensor(faces, dtype=torch.int64, device=device)
     uv = torch.as_tensor(uvs, dtype=torch.float32, device=device)
@@ -167,24 +169,6 @@ def bake_texture(
     result = (result * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
     clock.lap("bake.inpaint")
     return result
-
-
-class _Clock:
-    """Records wall-clock laps (synchronising the GPU first) into an optional dict."""
-
-    def __init__(self, device: torch.device, timings: dict[str, float] | None) -> None:
-        self.device = device
-        self.timings = timings
-        self.last = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        if self.timings is None:
-            return
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        now = time.perf_counter()
-        self.timings[name] = now - self.last
-        self.last = now
 
 
 def project_views(

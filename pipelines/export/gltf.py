@@ -17,31 +17,45 @@ def to_y_up(vertices: np.ndarray) -> np.ndarray:
     return (np.asarray(vertices, dtype=np.float32) @ Z_UP_TO_Y_UP.T).astype(np.float32)
 
 
-def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+DEGENERATE_NORMAL = np.array([0.0, 1.0, 0.0])
+"""The normal given to positions that only zero-area faces touch."""
+
+
+def smooth_normals(vertices: np.ndarray, faces: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
     """(V, 3) unit vertex normals, area-weighted, shared by all copies of a position.
 
     UV seams duplicate vertices; averaging over every face around a *position*
-    (not a vertex id) keeps the shading continuous across seams.
+    (not a vertex id) keeps the shading continuous across seams.  ``groups``
+    (V,) int, when the caller knows it (``unwrap_uv``'s source vertex of each
+    vertex), labels the copies of one position; otherwise equal positions are
+    found by sorting.
     """
-    _, position, counts = np.unique(vertices, axis=0, return_inverse=True, return_counts=True)
-    position = position.reshape(-1)
+    if groups is None:
+        _, groups = np.unique(vertices, axis=0, return_inverse=True)
+    groups = np.asarray(groups, dtype=np.int64).reshape(-1)
+    num_groups = int(groups.max(initial=-1)) + 1
     corners = vertices[faces]  # (F, 3, 3)
     face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # (F, 3), |n| = 2 area
-    sums = np.zeros((len(counts), 3), dtype=np.float64)
-    np.add.at(sums, position[faces].reshape(-1), np.repeat(face_normals, 3, axis=0))
-    normals = sums[position]
+    corner_group = groups[faces].reshape(-1)  # (3F,)
+    sums = np.stack(
+        [np.bincount(corner_group, np.repeat(face_normals[:, k], 3), minlength=num_groups) for k in range(3)], axis=1
+    )  # (G, 3) float64
+    normals = sums[groups]
     length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return (normals / np.where(length > 0, length, 1.0)).astype(np.float32)
+    # A position only degenerate (zero-area) faces touch has no direction of its own;
+    # glTF requires unit normals, and any unit vector shades a face of no area alike.
+    normals = np.where(length > 1e-12, normals / np.maximum(length, 1e-12), DEGENERATE_NORMAL)
+    return normals.astype(np.float32)
 
 
-def glb_bytes(mesh: TriangleMesh, uvs: np.ndarray, texture: Image.Image) -> bytes:
+def glb_bytes(mesh: TriangleMesh, uvs: np.ndarray, texture: Image.Image, *, groups: np.ndarray | None = None) -> bytes:
     """A binary glTF with one textured PBR material.
 
     ``mesh`` is in the official z-up frame and is rotated to y-up.  ``uvs`` are
     (V, 2) per-vertex coordinates with v up (``uv.unwrap_uv``'s convention);
     ``texture`` is the base-colour image (stored as PNG).  The material is
     non-metallic with roughness 1 and a white base-colour factor, as the
-    official export writes it.
+    official export writes it.  ``groups`` is passed to ``smooth_normals``.
     """
     uvs = np.asarray(uvs, dtype=np.float32)
     if uvs.shape != (len(mesh.vertices), 2):
@@ -58,7 +72,7 @@ def glb_bytes(mesh: TriangleMesh, uvs: np.ndarray, texture: Image.Image) -> byte
     tm = trimesh.Trimesh(
         vertices=vertices,
         faces=faces,
-        vertex_normals=smooth_normals(vertices, faces),
+        vertex_normals=smooth_normals(vertices, faces, groups),
         visual=visual,
         process=False,
     )

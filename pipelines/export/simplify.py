@@ -37,6 +37,7 @@ def simplify_mesh(mesh: TriangleMesh, ratio: float) -> TriangleMesh:
     faces = np.asarray(faces, dtype=np.int64)
     colors = None
     if mesh.vertex_colors is not None:
-        _, nearest = cKDTree(mesh.vertices).query(vertices)
+        # An unbalanced tree builds faster; the queries run on every core.
+        _, nearest = cKDTree(mesh.vertices, balanced_tree=False, compact_nodes=False).query(vertices, workers=-1)
         colors = np.asarray(mesh.vertex_colors, dtype=np.float32)[nearest]
     return TriangleMesh(vertices=vertices, faces=faces, vertex_colors=colors)

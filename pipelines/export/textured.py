@@ -3,7 +3,8 @@
 Steps (timed in ``MeshOutput.timings``, seconds):
 
 1. ``simplify``  quadric decimation removing ``simplify`` of the faces;
-2. ``holes``     removal of hidden inner parts and small-hole filling;
+2. ``holes``     removal of hidden inner parts and small-hole filling (split into
+                 ``holes.visibility`` and ``holes.cut``);
 3. ``uv``        xatlas parametrisation;
 4. ``observe``   the five stage-1 views (masked by their normal maps) and, when
                  Gaussians are given, renders of them from cameras on a sphere;
@@ -15,7 +16,6 @@ Steps (timed in ``MeshOutput.timings``, seconds):
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 from pipelines.base import MeshOutput, MultiviewOutput, ProgressCallback
 from pipelines.export.bake import BakeConfig, Observation, bake_texture
 from pipelines.export.cameras import canonical_cameras, sphere_cameras
+from pipelines.export.clock import PhaseClock
 from pipelines.export.gltf import glb_bytes, ply_bytes
 from pipelines.export.holes import HoleFillConfig, remove_inner_faces
 from pipelines.export.simplify import simplify_mesh
@@ -104,6 +105,17 @@ def gaussian_observations(gaussians: Gaussians, config: ExportConfig, device: to
     return observations
 
 
+def _one_copy(cleaned: TriangleMesh, unwrapped: TriangleMesh, sources: np.ndarray) -> np.ndarray:
+    """(V,) index of one unwrapped copy of each cleaned vertex (the nearest unwrapped
+    vertex for the rare vertex no face uses, which the unwrapping drops)."""
+    copy = np.full(len(cleaned.vertices), -1, dtype=np.int64)
+    copy[sources] = np.arange(len(sources))
+    missing = np.nonzero(copy < 0)[0]
+    if len(missing):
+        copy[missing] = cKDTree(unwrapped.vertices).query(cleaned.vertices[missing])[1]
+    return copy
+
+
 def export_textured_mesh(
     mesh: TriangleMesh,
     views: MultiviewOutput,
@@ -115,6 +127,7 @@ def export_textured_mesh(
     callback: ProgressCallback | None = None,
     device: str = "cpu",
     config: ExportConfig | None = None,
+    cpu_timings: dict[str, float] | None = None,
 ) -> MeshOutput:
     """Simplify, clean, unwrap and texture ``mesh``; return the GLB and PLY.
 
@@ -122,32 +135,29 @@ def export_textured_mesh(
     number of texture optimisation steps (official: 1000).  Without ``config``,
     ``ExportConfig.for_device(device)`` chooses the view counts and step count.  ``callback("export",
     step, total)`` is called after each bake step and may raise to cancel.
+    ``cpu_timings``, if given, receives the CPU seconds (all threads) of every
+    phase and sub-phase ``MeshOutput.timings`` lists.
     """
     config = config or ExportConfig.for_device(device)
     bake_config = config.bake if bake_steps is None else replace(config.bake, steps=bake_steps)
     torch_device = torch.device(device)
     timings: dict[str, float] = {}
+    clock = PhaseClock(torch_device, timings, cpu_timings)
 
-    def timed(name: str, start: float) -> float:
-        if torch_device.type == "cuda":
-            torch.cuda.synchronize(torch_device)
-        now = time.perf_counter()
-        timings[name] = now - start
-        return now
-
-    start = time.perf_counter()
     simplified = simplify_mesh(mesh, simplify) if simplify > 0 else mesh
-    start = timed("simplify", start)
+    clock.lap("simplify")
     cleaned = simplified
     if config.hole_fill is not None:
-        cleaned = remove_inner_faces(simplified, config.hole_fill, device=torch_device)
-    start = timed("holes", start)
-    unwrapped, uvs = unwrap_uv(cleaned, resolution=texture_size)
-    start = timed("uv", start)
+        cleaned = remove_inner_faces(
+            simplified, config.hole_fill, device=torch_device, timings=timings, cpu_timings=cpu_timings
+        )
+    clock.lap("holes")
+    unwrapped, uvs, sources = unwrap_uv(cleaned, resolution=texture_size, return_sources=True)
+    clock.lap("uv")
     observations = stage1_observations(views, config, torch_device)
     if gaussians is not None and config.gaussian_views > 0:
         observations += gaussian_observations(gaussians, config, torch_device)
-    start = timed("observe", start)
+    clock.lap("observe")
     texture = bake_texture(
         unwrapped.vertices,
         unwrapped.faces,
@@ -158,16 +168,16 @@ def export_textured_mesh(
         callback=callback,
         device=torch_device,
         timings=timings,
+        cpu_timings=cpu_timings,
     )
-    start = timed("bake", start)
+    clock.lap("bake")
 
-    glb = glb_bytes(unwrapped, uvs, Image.fromarray(texture))
+    glb = glb_bytes(unwrapped, uvs, Image.fromarray(texture), groups=sources)
     # PLY: the cleaned mesh (no seam duplicates), coloured from the texture.
     texel = np.clip((np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], 1) * texture_size).astype(np.int64), 0, texture_size - 1)
     unwrapped_colors = texture[texel[:, 1], texel[:, 0]].astype(np.float32) / 255.0  # (V', 3)
-    _, source = cKDTree(unwrapped.vertices).query(cleaned.vertices)
-    ply = ply_bytes(TriangleMesh(cleaned.vertices, cleaned.faces, unwrapped_colors[source]))
-    timed("encode", start)
+    ply = ply_bytes(TriangleMesh(cleaned.vertices, cleaned.faces, unwrapped_colors[_one_copy(cleaned, unwrapped, sources)]))
+    clock.lap("encode")
     return MeshOutput(
         glb=glb,
         mesh_ply=ply,

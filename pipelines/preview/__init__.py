@@ -4,8 +4,8 @@ This is **not** SyncHuman.  It needs no weights and no GPU, and is the embedded
 default for demos, CI, laptops and load tests.  It goes through the same
 two-stage interface and writes the same artifacts as the SyncHuman pipelines:
 
-* **stage 1** (``stage1.py``) segments the person if the photo is opaque
-  (``pipelines/segmentation.py``), preprocesses it exactly as the official
+* **stage 1** (``stage1.py``) cuts the person out if the photo is opaque
+  (``pipelines/person/cutout.py``), preprocesses it exactly as the official
   model does, finds the person's pose (``pipelines/person``, MediaPipe Pose)
   and turns it into a skeleton in the official frame (``skeleton.py``),
   inflates the silhouette into one closed body whose torso and limbs have

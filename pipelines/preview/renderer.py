@@ -25,11 +25,12 @@ share one colour function.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import moderngl
 import numpy as np
+
+from pipelines.opengl import PerThreadProgram
 
 _VERTEX_SHADER = """
 #version 330
@@ -107,7 +108,7 @@ class OrthoRenderer:
     """Renders geometry buffers of a mesh; one OpenGL context per thread, made on first use."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self._gl = PerThreadProgram(_VERTEX_SHADER, _FRAGMENT_SHADER)
 
     def render(
         self,
@@ -118,7 +119,7 @@ class OrthoRenderer:
         size: int,
     ) -> list[GeometryBuffers]:
         """Geometry buffers of ``size`` x ``size`` pixels for each view."""
-        ctx, program = self._context()
+        ctx, program = self._gl.get()
         interleaved = np.concatenate([vertices, normals], axis=1).astype("f4")  # (V, 6)
         vbo = ctx.buffer(interleaved.tobytes())
         ibo = ctx.buffer(np.ascontiguousarray(faces, dtype="i4").tobytes())
@@ -156,12 +157,3 @@ class OrthoRenderer:
             for resource in (vao, vbo, ibo, fbo, depth, *targets):
                 resource.release()
         return out
-
-    def _context(self) -> tuple[moderngl.Context, moderngl.Program]:
-        state = getattr(self._local, "state", None)
-        if state is None:
-            ctx = moderngl.create_standalone_context(backend="egl")
-            program = ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
-            state = (ctx, program)
-            self._local.state = state
-        return state

@@ -2,8 +2,8 @@
 
 Numbered steps, each reported through ``callback("stage1", step, 5)``:
 
-1. **segment**: :func:`pipelines.segmentation.ensure_person_rgba` (an RGBA
-   cut-out is kept, an opaque photo is segmented);
+1. **segment**: :func:`pipelines.person.cutout.ensure_cutout` (an RGBA
+   cut-out is kept, an opaque photo is cut out; the worker hands over cut-outs);
 2. **preprocess**: :func:`pipelines.preprocess.multiview_inputs`, exactly the
    official crop / scale / centre and face box;
 3. **pose**: :func:`pipelines.person.estimate_pose` on the canvas gives the
@@ -32,13 +32,13 @@ from PIL import Image
 
 from pipelines.base import VIEW_SIZE, MultiviewOutput, PipelineInputError, ProgressCallback
 from pipelines.person import estimate_pose
+from pipelines.person.cutout import ensure_cutout
 from pipelines.preprocess import multiview_inputs, on_white
 from pipelines.preview.appearance import Appearance, build_appearance
 from pipelines.preview.config import PreviewConfig
 from pipelines.preview.inflation import BodyShape, body_mesh, body_shape, occupancy_coords
 from pipelines.preview.renderer import STAGE1_VIEWS, GeometryBuffers, OrthoRenderer
 from pipelines.preview.skeleton import Skeleton, skeleton_from_pose
-from pipelines.segmentation import ensure_person_rgba
 
 STAGE = "stage1"
 NUM_STEPS = 5
@@ -78,7 +78,7 @@ class PreviewMultiviewPipeline:
         clock = _Clock(timings, callback)
 
         # 1. segment
-        rgba = ensure_person_rgba(image)
+        rgba = ensure_cutout(image)
         clock.step("segment", 1)
 
         # 2. preprocess (official crop, scale, centre; face box)

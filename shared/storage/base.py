@@ -39,8 +39,8 @@ class Storage(Protocol):
     def download_url(self, key: str, ttl_s: int, *, now: float | None = None) -> DownloadUrl:
         """A URL a plain HTTP client can GET until it expires (no credentials needed)."""
 
-    def ping(self) -> None:
-        """Raise if the store cannot be reached."""
+    def ping(self, timeout_s: float = 5.0) -> None:
+        """Raise if the store cannot be written to (local) or reached (S3) within ``timeout_s``."""
 
 
 CONTENT_TYPES = {
@@ -50,6 +50,9 @@ CONTENT_TYPES = {
     ".zip": "application/zip",
     ".npz": "application/octet-stream",
     ".json": "application/json",
+    ".mp4": "video/mp4",
+    ".webp": "image/webp",
+    ".usdz": "model/vnd.usdz+zip",
 }
 
 

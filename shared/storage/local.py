@@ -15,9 +15,11 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+from shared.errors import ConfigurationError
 from shared.settings import StorageSettings
 from shared.storage.base import DownloadUrl
 
@@ -33,6 +35,8 @@ class LocalStorage:
 
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> LocalStorage:
+        if not settings.signing_secret:
+            raise ConfigurationError("SYNCHUMAN_STORAGE__SIGNING_SECRET is not set: local download URLs cannot be signed")
         return cls(settings.local_dir, signing_secret=settings.signing_secret, public_base_url=settings.public_base_url)
 
     def path_of(self, key: str) -> Path:
@@ -99,6 +103,8 @@ class LocalStorage:
         # Bytes, not str: compare_digest refuses non-ASCII strings, and a URL may carry anything.
         return hmac.compare_digest(self.signature(key, expires).encode(), signature.encode("utf-8", "surrogatepass"))
 
-    def ping(self) -> None:
-        if not os.access(self.root, os.W_OK):
-            raise OSError(f"{self.root} is not writable")
+    def ping(self, timeout_s: float = 5.0) -> None:
+        """Write and delete a probe file under the root: a missing, read-only or replaced directory raises."""
+        probe = self.root / f".tmp-ping-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ping")
+        probe.unlink()

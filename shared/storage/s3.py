@@ -66,6 +66,8 @@ class S3Storage:
         access_key: str,
         secret_key: str,
         retention_days: int = 7,
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 20.0,
     ) -> None:
         self.bucket = bucket
         self.retention_days = retention_days
@@ -73,8 +75,8 @@ class S3Storage:
             signature_version="s3v4",
             s3={"addressing_style": "path"},
             retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=60,
+            connect_timeout=connect_timeout_s,
+            read_timeout=read_timeout_s,
             max_pool_connections=32,
             # Integrity checksums only where the operation demands one: the
             # payload is SHA-256-signed anyway, and S3-compatible stores differ
@@ -104,12 +106,13 @@ class S3Storage:
             self._origin,
             **tls,
             maxsize=32,
-            timeout=urllib3.Timeout(connect=5, read=60),
+            timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
             retries=urllib3.Retry(
                 total=2, backoff_factor=0.05, status_forcelist=RETRIED_STATUSES,
                 allowed_methods=frozenset({"PUT"}), raise_on_status=False,
             ),
         )
+        self._timeouts = (connect_timeout_s, read_timeout_s)
         self._session: aiohttp.ClientSession | None = None
         """The event loop's connection pool for :meth:`put_bytes_async`, opened on first use."""
 
@@ -123,6 +126,8 @@ class S3Storage:
             access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key,
             retention_days=settings.s3_retention_days,
+            connect_timeout_s=settings.s3_connect_timeout_s,
+            read_timeout_s=settings.s3_read_timeout_s,
         )
 
     def ensure_bucket(self) -> None:
@@ -150,12 +155,16 @@ class S3Storage:
             # job records still expire from Redis and operators can prune.
             pass
 
+    def _signed(self, method: str, path: str, data: bytes = b"", headers: dict[str, str] | None = None) -> dict[str, str]:
+        """The headers that sign ``method path`` (SigV4 over the payload)."""
+        request = AWSRequest(method=method, url=self._origin + path, data=data, headers=headers or {})
+        self._signer.add_auth(request)
+        return dict(request.headers.items())
+
     def _signed_put(self, key: str, data: bytes, content_type: str) -> tuple[str, dict[str, str]]:
         """The path and headers of the signed PUT that stores ``data`` under ``key``."""
         path = self._bucket_path + quote(key, safe="/~")
-        request = AWSRequest(method="PUT", url=self._origin + path, data=data, headers={"Content-Type": content_type})
-        self._signer.add_auth(request)
-        return path, dict(request.headers.items())
+        return path, self._signed("PUT", path, data, {"Content-Type": content_type})
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Store ``data`` under ``key`` with one signed PUT (what ``put_object`` sends).
@@ -179,7 +188,7 @@ class S3Storage:
             tls = ssl.create_default_context(cafile=self._ca_bundle) if self._ca_bundle else None
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=32, ssl=tls if tls is not None else True),
-                timeout=aiohttp.ClientTimeout(sock_connect=5, sock_read=60),
+                timeout=aiohttp.ClientTimeout(sock_connect=self._timeouts[0], sock_read=self._timeouts[1]),
             )
         return self._session
 
@@ -216,12 +225,15 @@ class S3Storage:
         url = self.presigner.presign_get(self.bucket, key, ttl_s, now=now)
         return DownloadUrl(url=url, expires_at=float(int(now) + ttl_s))
 
-    def ping(self) -> None:
-        self.client.head_bucket(Bucket=self.bucket)
+    def ping(self, timeout_s: float = 5.0) -> None:
+        """One signed ``HEAD`` of the bucket, answered within ``timeout_s`` in all (no retry), or raise."""
+        response = self._pool.urlopen("HEAD", self._bucket_path, headers=self._signed("HEAD", self._bucket_path),
+                                      timeout=urllib3.Timeout(total=timeout_s), retries=False)
+        _raise_for_status(response.status, response.data, "HeadBucket")
 
 
-def _raise_for_status(status: int, body: bytes) -> None:
-    """Raise the :class:`ClientError` ``put_object`` would for an error answer."""
+def _raise_for_status(status: int, body: bytes, operation: str = "PutObject") -> None:
+    """Raise the :class:`ClientError` the boto3 client would for an error answer."""
     if status < 300:
         return
     match = _ERROR_CODE.search(body)
@@ -229,5 +241,5 @@ def _raise_for_status(status: int, body: bytes) -> None:
     raise ClientError(
         {"Error": {"Code": code, "Message": body[:500].decode(errors="replace")},
          "ResponseMetadata": {"HTTPStatusCode": status}},
-        "PutObject",
+        operation,
     )

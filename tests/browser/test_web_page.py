@@ -25,6 +25,17 @@ def _job_id(page) -> str:
     return page.locator("#job-id").text_content()
 
 
+def _submit_until_failed(page, photo):
+    """Submit `photo` from the page and wait until the job failed; (job id, the page's message)."""
+    page.set_input_files("#file-input", str(photo))
+    page.click("#submit-button")
+    job_id = _job_id(page)
+    page.wait_for_function(
+        "document.getElementById('job-status').textContent === 'failed'", timeout=JOB_TIMEOUT_MS
+    )
+    return job_id, page.locator("#job-message")
+
+
 def _luminance_stddev(png: bytes) -> float:
     return ImageStat.Stat(Image.open(io.BytesIO(png)).convert("L")).stddev[0]
 
@@ -39,6 +50,8 @@ def test_photo_to_model_shows_both_stages_and_the_glb(
     page.set_input_files("#file-input", str(photo))
     page.wait_for_function("document.getElementById('photo-preview').naturalWidth > 0")
     assert page.locator("#photo-caption").text_content() == photo.name
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
     page.click("#submit-button")
 
     job_id = _job_id(page)
@@ -52,6 +65,10 @@ def test_photo_to_model_shows_both_stages_and_the_glb(
     )
     assert page.locator("#progress-bar").get_attribute("value") == "100"
     assert "elapsed" in page.locator("#progress-text").text_content()
+    # The page followed the job through its event stream (EventSource), not by polling it.
+    job_url = f"{local_stack.base_url}/v1/jobs/{job_id}"
+    assert f"GET {job_url}/events" in requests
+    assert f"GET {job_url}" not in requests
 
     # Stage-1 strip: five colour views and five normal maps, all decoded.
     for strip in ("#color-strip", "#normal-strip"):
@@ -89,22 +106,28 @@ def test_photo_to_model_shows_both_stages_and_the_glb(
     assert _luminance_stddev(side) > 2 * blank_spread
     assert side != rendered
 
-    # Downloads: GLB, PLY and zip, each served with real content.
+    # Downloads: GLB, PLY, turntable video and zip, each served with real content.
     links = page.locator("#downloads a")
-    assert links.count() == 3
-    magic = {"output.glb": b"glTF", "output_mesh.ply": b"ply", "results.zip": b"PK"}
-    for i in range(3):
+    assert links.count() == 4
+    magic = {"output.glb": b"glTF", "output_mesh.ply": b"ply", "turntable.mp4": b"ftyp", "results.zip": b"PK"}
+    for i in range(4):
         href, download = links.nth(i).get_attribute("href"), links.nth(i).get_attribute("download")
         assert download.startswith(job_id)
         expected = next(m for name, m in magic.items() if download.endswith(name))
         response = page.request.get(href)
         assert response.status == 200
-        assert response.body().startswith(expected)
+        assert expected in response.body()[:8]
     assert "preview pipeline" in page.locator("#result-pipeline").text_content()
 
     # The job is remembered in this browser and agrees with the API.
     entry = page.locator(f"#recent-list li[data-job-id='{job_id}']")
     assert entry.locator(".status-chip").text_content() == "succeeded"
+    # ... with the model's thumbnail.
+    entry.locator("img.recent-thumbnail").wait_for()
+    page.wait_for_function(
+        f"document.querySelector(\"#recent-list li[data-job-id='{job_id}'] img.recent-thumbnail\").naturalWidth === 512"
+    )
+    entry.screenshot(path=str(artifacts_dir / "recent-entry.png"))
     assert httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()["status"] == "succeeded"
     assert page.failed_responses == []
     assert page.console_errors == []
@@ -112,11 +135,18 @@ def test_photo_to_model_shows_both_stages_and_the_glb(
 
 def test_recent_job_reopens_and_page_works_without_the_3d_viewer(page, local_stack, sample_photos, artifacts_dir):
     page.set_input_files("#file-input", str(sample_photos[-1]))
+    page.click("#advanced summary")
+    page.check("#opt-formats input[value=usdz]")
     page.click("#submit-button")
     job_id = _job_id(page)
     page.wait_for_function(
         "document.getElementById('job-status').textContent === 'succeeded'", timeout=JOB_TIMEOUT_MS
     )
+    job = httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()
+    assert job["options"]["formats"] == ["glb", "usdz"]
+    usdz = page.locator("#downloads a", has_text="USDZ")
+    assert usdz.get_attribute("download").endswith("output.usdz")
+    assert page.request.get(usdz.get_attribute("href")).body()[:2] == b"PK"
 
     # A second tab of the same browser, where the viewer module cannot be had.
     second = page.context.new_page()
@@ -129,7 +159,7 @@ def test_recent_job_reopens_and_page_works_without_the_3d_viewer(page, local_sta
     second.locator("#result-panel").wait_for(state="visible")
     second.locator("#viewer-missing").wait_for(state="visible")
     assert "3D viewer not installed" in second.locator("#viewer-missing").text_content()
-    assert second.locator("#downloads a").count() == 3
+    assert second.locator("#downloads a").count() == 5
     assert second.locator("#color-strip img").count() == 5
     assert second.locator("#job-id").text_content() == job_id
     second.screenshot(path=str(artifacts_dir / "no-viewer.png"), full_page=True)
@@ -233,7 +263,7 @@ def test_page_asks_for_the_api_key_when_the_server_requires_one(browser, keyed_a
         page.wait_for_function(
             "document.getElementById('job-status').textContent === 'succeeded'", timeout=JOB_TIMEOUT_MS
         )
-        assert page.locator("#downloads a").count() == 3
+        assert page.locator("#downloads a").count() == 4
         headers = {"Authorization": f"Bearer {keyed_api.token}"}
         assert httpx.get(f"{keyed_api.base_url}/v1/jobs/{job_id}", headers=headers).json()["status"] == "succeeded"
         assert httpx.get(f"{keyed_api.base_url}/v1/jobs/{job_id}").status_code == 401
@@ -248,13 +278,7 @@ def test_failed_job_is_explained_with_its_code(page, local_stack, tmp_path, arti
     photo = tmp_path / "speck.png"
     speck.save(photo)
 
-    page.set_input_files("#file-input", str(photo))
-    page.click("#submit-button")
-    job_id = _job_id(page)
-    page.wait_for_function(
-        "document.getElementById('job-status').textContent === 'failed'", timeout=JOB_TIMEOUT_MS
-    )
-    message = page.locator("#job-message")
+    job_id, message = _submit_until_failed(page, photo)
     assert message.locator("strong").text_content().startswith("Job failed: No person was found")
     assert "(code no_foreground)" in message.text_content()
     assert page.locator("#stages li.stopped").count() == 1
@@ -263,3 +287,22 @@ def test_failed_job_is_explained_with_its_code(page, local_stack, tmp_path, arti
 
     job = httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()
     assert job["status"] == "failed" and job["error"]["code"] == "no_foreground"
+
+
+def test_photo_without_a_person_is_refused_in_words(page, local_stack, tmp_path, artifacts_dir):
+    advice = page.locator("#photo-advice")
+    assert advice.is_visible() and "whole body in view" in advice.text_content()
+    # A cut-out of a cube: transparent background, a visible shape, but no person.
+    cube = Image.new("RGBA", (512, 512), (0, 0, 0, 0))
+    cube.paste((200, 80, 60, 255), (128, 128, 384, 384))
+    photo = tmp_path / "cube.png"
+    cube.save(photo)
+
+    job_id, message = _submit_until_failed(page, photo)
+    assert message.locator("strong").text_content().startswith("Job failed: No person was found")
+    assert "The service models people" in message.text_content()
+    assert "(code no_person)" in message.text_content()
+    page.screenshot(path=str(artifacts_dir / "no-person.png"), full_page=True)
+
+    job = httpx.get(f"{local_stack.base_url}/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed" and job["error"]["code"] == "no_person" and job["stage"] == "preprocess"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from export.meshes import bumpy_sphere
 from gltf_validation import validate_glb
-from pipelines.export.gltf import glb_bytes, ply_bytes
+from pipelines.export.gltf import glb_bytes, ply_bytes, smooth_normals
 from pipelines.export.raster import rasterize, rasterize_uv
 from pipelines.export.simplify import simplify_mesh
 from pipelines.export.uv import unwrap_uv
@@ -191,3 +191,22 @@ def test_glb_normals_are_continuous_across_uv_seams():
         np.testing.assert_allclose(copies, copies[0:1].repeat(len(copies), 0), atol=1e-5)
     # Outward: a sphere's normals point away from its centre.
     assert (np.einsum("ij,ij->i", normals, positions) > 0).all()
+
+
+def test_unwrap_sources_give_the_seam_copies_one_normal():
+    mesh = bumpy_sphere(3)
+    out, uvs, sources = unwrap_uv(mesh, pieces=4, return_sources=True)
+    np.testing.assert_array_equal(out.vertices, mesh.vertices[sources])
+    assert len(np.unique(sources)) == len(mesh.vertices) < len(out.vertices)  # seams copy vertices
+    by_source = smooth_normals(out.vertices, out.faces, sources)
+    np.testing.assert_allclose(by_source, smooth_normals(out.vertices, out.faces), atol=1e-6)
+
+
+def test_smooth_normals_are_unit_length_where_only_degenerate_faces_meet():
+    from pipelines.export.gltf import smooth_normals
+
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 2, 2], [3, 3, 3], [4, 4, 4]], dtype=np.float32)
+    faces = np.array([[0, 1, 2], [3, 4, 5]])  # the second face is a line: zero area
+    normals = smooth_normals(vertices, faces)
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1.0)
+    assert np.allclose(normals[:3], [0, 0, 1])

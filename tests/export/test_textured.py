@@ -44,6 +44,7 @@ def _load(glb: bytes):
 def test_export_writes_a_valid_textured_glb(subject):
     mesh, views, gaussians = subject
     calls = []
+    cpu_timings = {}
     out = export_textured_mesh(
         mesh,
         views,
@@ -53,9 +54,12 @@ def test_export_writes_a_valid_textured_glb(subject):
         bake_steps=40,
         callback=lambda *args: calls.append(args),
         config=SMALL,
+        cpu_timings=cpu_timings,
     )
     assert calls[-1] == ("export", 40, 40) and len(calls) == 40
-    assert {"simplify", "holes", "uv", "observe", "bake", "encode", "bake.optimize"} <= set(out.timings)
+    phases = {"simplify", "holes", "holes.visibility", "holes.cut", "uv", "observe", "bake", "encode", "bake.optimize"}
+    assert phases <= set(out.timings)
+    assert set(cpu_timings) == set(out.timings) and all(seconds >= 0 for seconds in cpu_timings.values())
 
     report = validate_glb(out.glb)
     assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]

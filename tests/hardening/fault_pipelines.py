@@ -29,7 +29,7 @@ import os
 import signal
 import time
 
-from bench.quick_pipelines import QuickStage1, QuickStage2, load_quick_pipelines
+from bench.quick_pipelines import QuickStage1, QuickStage2, keep_image, load_quick_pipelines
 from pipelines.base import GenerationPipelines
 
 OOM_STEPS = 101
@@ -86,6 +86,7 @@ def load_fault_pipelines(device: str = "cpu", **_: object) -> GenerationPipeline
         stage1=FaultyStage1(),
         stage2=FaultyStage2(),
         device=device,
+        preprocess=keep_image,
     )
 
 

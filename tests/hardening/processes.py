@@ -7,12 +7,67 @@ every wait has a deadline.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
+import httpx
 import redis
 
 from bench.quick_pipelines import tiny_person_png
-from client.stack import RedisServer, ServiceStack, free_port, wait_until
+from client.stack import (
+    REPO_ROOT,
+    RedisServer,
+    SeaweedS3,
+    ServiceProcess,
+    ServiceStack,
+    api_process,
+    free_port,
+    generated_secrets,
+    wait_until,
+    worker_process,
+)
+from client.stack import service_env as stack_env
+
+__all__ = ["REPO_ROOT", "RedisServer", "SeaweedS3", "generated_secrets", "wait_until"]  # re-exported for the tests
+
+RECOVERY_SETTINGS = {
+    "SYNCHUMAN_WORKER__VISIBILITY_TIMEOUT_S": "6",
+    "SYNCHUMAN_WORKER__UNACKED_RESTORE_INTERVAL_S": "1",
+    "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "0.5",
+}
+"""Fast recovery knobs: a lost job is redelivered within seconds."""
+
+
+def service_env(redis_url: str, storage_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment of one service process started alone: loopback Redis, local storage, fast recovery."""
+    return stack_env(redis_url, SYNCHUMAN_STORAGE__LOCAL_DIR=str(storage_dir), **{**RECOVERY_SETTINGS, **extra})
+
+
+def celery_worker(name: str, env: dict[str, str], workdir: Path) -> ServiceProcess:
+    return worker_process(name, env, workdir)
+
+
+def uvicorn_api(name: str, env: dict[str, str], workdir: Path, port: int) -> ServiceProcess:
+    return api_process(name, env, workdir, port, "--timeout-graceful-shutdown", "20")
+
+
+def probe_healthz(prober: httpx.Client, seconds: float) -> list[float]:
+    """Latencies (ms) of ``GET /healthz`` sent one after another for ``seconds``."""
+    latencies_ms = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        assert prober.get("/healthz").status_code == 200
+        latencies_ms.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.01)
+    return latencies_ms
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 FAULT_FACTORY = "tests.hardening.fault_pipelines:load_fault_pipelines"
@@ -23,12 +78,7 @@ class Stack(ServiceStack):
     with the job store read directly (records, their history, failure counts)."""
 
     def __init__(self, workdir: Path, redis_server: RedisServer, **env: str) -> None:
-        defaults = {
-            "SYNCHUMAN_WORKER__VISIBILITY_TIMEOUT_S": "6",
-            "SYNCHUMAN_WORKER__UNACKED_RESTORE_INTERVAL_S": "1",
-            "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "0.5",
-            "SYNCHUMAN_WORKER__PIPELINE_FACTORY": FAULT_FACTORY,
-        }
+        defaults = {**RECOVERY_SETTINGS, "SYNCHUMAN_WORKER__PIPELINE_FACTORY": FAULT_FACTORY}
         super().__init__(workdir, redis_server.url, prefix=f"h{free_port()}", **{**defaults, **env})
         self.redis = redis_server
 

@@ -101,12 +101,20 @@ def test_another_keys_job_does_not_exist_for_it(stack, alice, bob, alices_job):
     missing = httpx.get(f"{base}/0123456789abcdef", headers=auth(bob))
     assert missing.status_code == 404
     for method, path in [("GET", ""), ("GET", "/result"), ("POST", "/cancel"), ("GET", "/webhooks"),
-                         ("POST", "/webhooks/redeliver"), ("GET", "/artifacts/stage2/output.glb")]:
+                         ("POST", "/webhooks/redeliver"), ("GET", "/artifacts/stage2/output.glb"), ("GET", "/events")]:
         response = httpx.request(method, f"{base}/{alices_job}{path}", headers=auth(bob))
         assert response.status_code == 404, (method, path, response.text)
         assert response.json()["error"]["code"] == missing.json()["error"]["code"]
         assert alices_job in response.json()["error"]["message"] or "job" in response.json()["error"]["message"]
     assert httpx.get(f"{base}/{alices_job}", headers=auth(alice)).json()["status"] == "succeeded"
+
+
+def test_event_stream_needs_the_owners_key(stack, alice, alices_job):
+    url = f"{stack.api_url}/v1/jobs/{alices_job}/events"
+    assert httpx.get(url).status_code == 401
+    response = httpx.get(url, headers=auth(alice))
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    assert "event: done" in response.text and '"status":"succeeded"' in response.text
 
 
 def test_signed_file_urls_work_without_a_key_for_one_file_only(stack, alice, alices_job):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 import pytest
 
@@ -116,3 +117,30 @@ def test_a_forged_download_signature_of_any_characters_is_refused_not_a_crash(lo
     assert local.verify("jobs/a/x.bin", expires, good)
     for forged in ("=\U000e0e01", "é" * len(good), "", good[:-1]):
         assert local.verify("jobs/a/x.bin", expires, forged) is False
+
+
+def test_retries_stop_at_the_deadline(local):
+    flaky = FlakyStore(local, failures=99)
+    store = RetryingStorage(flaky, StorageRetrySettings(attempts=10, first_delay_s=0.2, max_delay_s=0.2), deadline_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailableError) as caught:
+        store.put_bytes("jobs/a/x.bin", b"data")
+    assert time.monotonic() - started < 1.0 and flaky.calls <= 3
+    assert caught.value.retry_after_s >= 1  # the API answers it with Retry-After
+
+
+class HungStore(FlakyStore):
+    """A store that accepts the connection and never answers (a frozen server)."""
+
+    async def put_bytes_async(self, key, data, content_type="application/octet-stream"):
+        self.calls += 1
+        await asyncio.sleep(3600)
+
+
+def test_an_event_loop_write_to_a_hung_store_ends_at_the_deadline(local):
+    hung = HungStore(local, failures=0)
+    store = RetryingStorage(hung, StorageRetrySettings(attempts=4, first_delay_s=0.05), deadline_s=0.4)
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailableError):
+        asyncio.run(store.put_bytes_async("jobs/a/x.bin", b"data"))
+    assert time.monotonic() - started < 1.0 and hung.calls == 1

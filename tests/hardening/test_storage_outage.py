@@ -54,6 +54,7 @@ def test_upload_during_an_outage_fails_as_storage_unavailable_then_recovers(seaw
         # A submission during the outage is refused as retryable and does not keep its idempotency key.
         during = submit_with_key(stack, "during-outage")
         assert during.status_code == 503 and during.json()["error"]["code"] == "storage_unavailable", during.text
+        assert int(during.headers["Retry-After"]) >= 1
 
         seaweed.start()  # back: the same worker serves the next job with its files
         ok = stack.wait_terminal(stack.submit(), timeout_s=60)

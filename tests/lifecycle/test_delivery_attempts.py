@@ -43,7 +43,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 def make_context(redis_url: str, tmp_path, allow: list[str]) -> tuple[DeliveryContext, Celery]:
     settings = Settings(
         redis={"url": redis_url, "key_prefix": "delivery-test"},
-        storage={"local_dir": tmp_path / "storage"},
+        storage={"local_dir": tmp_path / "storage", "signing_secret": "delivery-test-signing-secret"},
         webhooks={"secret": generate_secret(), "allow_hosts": allow, "first_retry_s": 60, "jitter": 0},
     )
     client = redis.Redis.from_url(redis_url)
@@ -99,13 +99,13 @@ def test_duplicate_message_of_one_attempt_posts_once(redis_url, tmp_path, receiv
     assert len(ctx.log.list(record.id)) == 1
 
 
-def test_redirects_are_not_followed(redis_url, tmp_path, receiver) -> None:
+def test_redirects_are_not_followed_nor_retried(redis_url, tmp_path, receiver) -> None:
     ctx, producer = make_context(redis_url, tmp_path, allow=["127.0.0.1"])
     receiver.statuses["/moved"] = 307
     record = finished_job(ctx, receiver.url("/moved"))
     delivery = deliver(ctx, producer, record.id, "completed", new_delivery_id())
     assert [a.status_code for a in delivery.attempts] == [307]
-    assert delivery.state is DeliveryState.pending and delivery.next_attempt_at is not None  # retried later
+    assert delivery.state is DeliveryState.failed and delivery.next_attempt_at is None  # and not retried for days
     assert [c.path for c in receiver.calls] == ["/moved"]  # /redirected was never called
 
 

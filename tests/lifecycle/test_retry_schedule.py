@@ -41,10 +41,10 @@ def test_jittered_delay_never_exceeds_the_cap() -> None:
 
 @pytest.mark.parametrize(
     ("status", "retried"),
-    [(500, True), (502, True), (503, True), (301, True), (408, True), (429, True),
+    [(500, True), (502, True), (503, True), (301, False), (307, False), (408, True), (429, True),
      (400, False), (401, False), (403, False), (404, False), (410, False), (422, False)],
 )
-def test_4xx_are_final_except_408_and_429(status: int, retried: bool) -> None:
+def test_3xx_and_4xx_are_final_except_408_and_429(status: int, retried: bool) -> None:
     assert is_retryable_status(status) is retried
 
 

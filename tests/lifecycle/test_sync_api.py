@@ -54,7 +54,9 @@ def test_generate_answers_json_with_output_dirs_and_applies_every_parameter(stac
     assert glb.status_code == 200 and glb.content[:4] == b"glTF"
     view = httpx.get(f"{body['stage1']['output_dir']}/color_0.png", follow_redirects=True, trust_env=False)
     assert view.content[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(body["stage2"]["files"]) == ["output.glb", "output_mesh.ply"]
+    assert sorted(body["stage2"]["files"]) == [
+        "output.glb", "output_mesh.ply", "thumbnail.png", "turntable.mp4", "turntable.webp"
+    ]
     assert {f"color_{i}.png" for i in range(5)} <= set(body["stage1"]["files"])
     # Every parameter reached the job (and so the pipelines).
     with stack.client() as http:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,19 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from person.conftest import require_pose_model as require_segmenter  # noqa: F401 (used by the tests)
 from pipelines.base import GenerationPipelines, MeshOutput, MultiviewOutput
 from pipelines.preview import load_preview
-from pipelines.segmentation import segmenter_available
-
-
-def require_segmenter() -> None:
-    """Skip when MediaPipe is not installed; fail under CI=true, where it must be."""
-    if segmenter_available():
-        return
-    message = "the person segmenter (mediapipe, extra 'segment') is not installed"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + " (CI=true: it must be installed)")
-    pytest.skip(message)
 
 
 def on_plain_background(rgba: Image.Image, color=(182, 190, 176)) -> Image.Image:

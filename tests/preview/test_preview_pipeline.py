@@ -243,7 +243,7 @@ def test_texture_noise_is_refused(preview):
     noise = np.random.default_rng(3).integers(0, 256, size=(512, 512, 3), dtype=np.uint8)
     with pytest.raises(PipelineInputError) as info:
         preview.stage1(Image.fromarray(noise, mode="RGB"))
-    assert info.value.code == "no_foreground"
+    assert info.value.code == "no_person"
 
 
 def test_tiny_object_is_refused(preview):

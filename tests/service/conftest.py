@@ -27,6 +27,8 @@ from client.stack import service_env as stack_env
 
 FAST_OPTIONS = {"texture_size": 512, "simplify": 0.95}
 """Options that keep preview jobs short on a CPU-only test machine."""
+MESH_PREVIEWS = {"stage2/thumbnail.png", "stage2/turntable.mp4", "stage2/turntable.webp"}
+"""Artifacts every job that made a mesh has, beside the GLB."""
 MAX_UPLOAD_BYTES = 3_000_000
 MAX_PIXELS = 4_000_000
 WEBHOOK_SECRET = "whsec_d2ViaG9vay10ZXN0LXNlY3JldA=="

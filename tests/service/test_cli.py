@@ -35,7 +35,7 @@ def test_generate_without_a_running_api_uses_the_embedded_stack(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "embedded stack" in result.stdout
     assert "example photo" in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["output.glb", "output_mesh.ply", "results.zip"]
+    assert sorted(p.name for p in out.iterdir()) == ["output.glb", "output_mesh.ply", "results.zip", "thumbnail.png"]
     scene = trimesh.load(out / "output.glb")
     [mesh] = list(scene.geometry.values())
     assert mesh.visual.material.baseColorTexture is not None

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import FAST_OPTIONS, Stack, service_env, wait_until
+from conftest import FAST_OPTIONS, MESH_PREVIEWS, Stack, service_env, wait_until
 from shared.storage.local import LocalStorage
 
 pytestmark = pytest.mark.slow
@@ -106,7 +106,7 @@ def test_killed_worker_job_is_recovered_and_finished_once_within_a_minute(redis_
         assert record["worker_id"] != owner
         # One complete set of artifacts, no temporary files left behind.
         storage = LocalStorage(tmp_path / "storage", signing_secret="crash-secret", public_base_url=stack.api_url)
-        expected = {"input.png", "results.zip", "stage2/output.glb", "stage2/output_mesh.ply"}
+        expected = {"input.png", "results.zip", "stage2/output.glb", "stage2/output_mesh.ply"} | MESH_PREVIEWS
         expected |= {f"stage1/{n}" for n in STAGE1}
         assert storage.list_keys(f"jobs/{job_id}") == sorted(f"jobs/{job_id}/{n}" for n in expected)
         assert not [p for p in (tmp_path / "storage").rglob(".tmp-*")]

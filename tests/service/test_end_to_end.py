@@ -14,7 +14,7 @@ import pytest
 import trimesh
 
 from client.sdk import SyncHumanClient
-from conftest import FAST_OPTIONS, WEBHOOK_SECRET, wait_until
+from conftest import FAST_OPTIONS, MESH_PREVIEWS, WEBHOOK_SECRET, wait_until
 from shared.storage.s3 import S3Storage
 
 pytestmark = pytest.mark.slow
@@ -22,7 +22,9 @@ pytestmark = pytest.mark.slow
 STAGE1 = (
     ["input.png"] + [f"color_{i}.png" for i in range(5)] + [f"normal_{i}.png" for i in range(5)] + ["latent.npz", "voxel.ply"]
 )
-EXPECTED_OUTPUTS = {"input.png", "results.zip", "stage2/output.glb", "stage2/output_mesh.ply"} | {f"stage1/{n}" for n in STAGE1}
+EXPECTED_OUTPUTS = (
+    {"input.png", "results.zip", "stage2/output.glb", "stage2/output_mesh.ply"} | MESH_PREVIEWS | {f"stage1/{n}" for n in STAGE1}
+)
 
 
 def poll_until_finished(api_url: str, job_id: str, timeout: float = 240) -> tuple[dict, list[dict]]:
@@ -97,6 +99,7 @@ def test_results_zip_holds_the_documented_layout(finished_job):
     job, _ = finished_job
     archive = zipfile.ZipFile(io.BytesIO(httpx.get(job["outputs"]["results.zip"]["url"]).content))
     expected = {f"stage1/{n}" for n in STAGE1} | {"stage2/output.glb", "stage2/output_mesh.ply", "results_metadata.json"}
+    expected |= MESH_PREVIEWS
     assert set(archive.namelist()) == expected
     metadata = json.loads(archive.read("results_metadata.json"))
     assert metadata["pipeline"]["name"] == "preview"
@@ -140,7 +143,7 @@ def test_cli_reads_status_and_downloads(s3_stack, finished_job, tmp_path):
     status = subprocess.run([*cli, "status", job["id"], "--url", s3_stack.api_url], capture_output=True, text=True, check=True)
     assert json.loads(status.stdout)["status"] == "succeeded"
     subprocess.run([*cli, "download", job["id"], "-o", str(tmp_path), "--url", s3_stack.api_url], check=True, capture_output=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["output.glb", "output_mesh.ply", "results.zip"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["output.glb", "output_mesh.ply", "results.zip", "thumbnail.png"]
     glb = httpx.get(job["outputs"]["stage2/output.glb"]["url"]).content
     assert (tmp_path / "output.glb").read_bytes() == glb
 

@@ -18,7 +18,8 @@ from worker.runtime import WorkerRuntime
 def runtime(redis_url, tmp_path_factory):
     settings = Settings(
         redis=RedisSettings(url=redis_url, key_prefix=f"gen-{uuid.uuid4().hex[:8]}"),
-        storage=StorageSettings(backend="local", local_dir=tmp_path_factory.mktemp("gen-storage")),
+        storage=StorageSettings(backend="local", local_dir=tmp_path_factory.mktemp("gen-storage"),
+                                signing_secret="generation-test-signing-secret"),
         worker=WorkerSettings(pipeline="preview", max_attempts=2, heartbeat_interval_s=1),
         jobs=JobSettings(),
     )
@@ -87,7 +88,7 @@ def test_photo_without_a_person_fails_with_the_pipelines_code(runtime):
     record = submit(runtime, gradient)
     final = run_job(runtime, record.id)
     assert final.status is JobStatus.failed
-    assert final.error.code in ("no_foreground", "segmenter_unavailable")
+    assert final.error.code in ("no_person", "segmenter_unavailable")
     assert final.error.retryable is False and final.error.message
     assert [e.status for e in final.history] == [JobStatus.running, JobStatus.failed]
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import wait_until
+from conftest import MESH_PREVIEWS, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ STAGE1_SET = {"input.png"} | {
     for name in ["input.png", *[f"color_{i}.png" for i in range(5)], *[f"normal_{i}.png" for i in range(5)],
                  "latent.npz", "voxel.ply"]
 }
-FINAL_ONLY = {"stage2/output.glb", "stage2/output_mesh.ply", "results.zip"}
+FINAL_ONLY = {"stage2/output.glb", "stage2/output_mesh.ply", "results.zip"} | MESH_PREVIEWS
 SLOW_STAGE2 = {"texture_size": 2048, "simplify": 0.0, "stage2_steps": 100, "seed": 11}
 """Options that keep the preview pipeline's stage 2 busy long enough to be watched."""
 

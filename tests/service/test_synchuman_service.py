@@ -29,7 +29,7 @@ import redis
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import Stack, service_env, wait_until
+from conftest import MESH_PREVIEWS, Stack, service_env, wait_until
 from gltf_validation import validate_glb
 from shared.jobs import STAGE_PROGRESS, JobStage
 from synchuman_weights import assemble_weights
@@ -44,7 +44,7 @@ GOLDEN_OPTIONS = {
 STAGE1_FILES = {f"stage1/{kind}_{i}.png" for kind in ("color", "normal") for i in range(5)} | {
     "input.png", "stage1/input.png", "stage1/latent.npz", "stage1/voxel.ply",
 }
-ALL_FILES = STAGE1_FILES | {"stage2/output.glb", "stage2/output_mesh.ply", "results.zip"}
+ALL_FILES = STAGE1_FILES | {"stage2/output.glb", "stage2/output_mesh.ply", "results.zip"} | MESH_PREVIEWS
 TERMINAL = ("succeeded", "failed", "canceled")
 
 
@@ -190,10 +190,41 @@ def test_second_job_on_the_warm_worker_differs_without_reloading(synchuman_stack
     assert second["stage1/color_1.png"] != first["stage1/color_1.png"]
     assert coords_set(second["stage1/latent.npz"]) != coords_set(first["stage1/latent.npz"])
     # One worker process, loaded once, served both jobs.
-    [worker] = HTTP.get(f"{synchuman_stack.api_url}/readyz").json()["workers"]
-    assert worker["pipeline"] == "synchuman" and worker["jobs_done"] >= 2
+    def workers_after_two_jobs():
+        workers = HTTP.get(f"{synchuman_stack.api_url}/readyz").json()["workers"]
+        return workers if workers and workers[0]["jobs_done"] >= 2 else None
+
+    [worker] = wait_until(workers_after_two_jobs, 30, "the heartbeat to count both jobs", interval=0.5)
+    assert worker["pipeline"] == "synchuman"
     log = (synchuman_stack.logs / "worker-sh1.log").read_text()
     assert log.count("loading pipelines") == 1
+
+
+def test_opaque_jpeg_of_a_person_is_cut_out_and_succeeds(synchuman_stack, sample_photos):
+    """The most common upload, a JPEG without transparency, goes through the person cut-out to stage 1."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the person fixtures)
+    from person.composites import BACKGROUNDS, composite, with_margin
+    from person.conftest import require_pose_model
+
+    require_pose_model()
+    person = with_margin(Image.open(sample_photos[0]).convert("RGBA"))
+    photo = composite(person, BACKGROUNDS["photo"](*person.size), "photo").photo
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=90)
+    response = HTTP.post(
+        f"{synchuman_stack.api_url}/v1/jobs",
+        files={"image": ("person.jpg", buffer.getvalue(), "image/jpeg")},
+        data={"options": json.dumps({**GOLDEN_OPTIONS, "stage1_only": True})},
+    )
+    assert response.status_code == 202, response.text
+    job, _ = follow(synchuman_stack, response.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    assert job["timings"]["preprocess"] > 0
+    canvas = HTTP.get(job["outputs"]["stage1/input.png"]["url"], follow_redirects=True).content
+    alpha = np.asarray(Image.open(io.BytesIO(canvas)).getchannel("A"))
+    assert 0.1 < (alpha > 127).mean() < 0.9  # the person, cut out of the photograph
 
 
 def stage1_step(progress: float, total: int) -> float:

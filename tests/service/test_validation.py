@@ -47,7 +47,10 @@ def test_option_bounds_are_published_for_every_option():
     assert set(bounds) == set(GenerationOptions.model_fields)
     assert bounds["stage1_steps"]["minimum"] == 1 and bounds["stage1_steps"]["maximum"] == 200
     assert bounds["texture_size"]["allowed"] == [512, 1024, 2048]
-    numeric = {name: b for name, b in bounds.items() if not isinstance(b["default"], bool)}
+    assert bounds["formats"]["allowed"] == ["glb", "usdz", "obj"] and bounds["formats"]["default"] == ["glb"]
+    numeric = {
+        name: b for name, b in bounds.items() if isinstance(b["default"], int | float) and not isinstance(b["default"], bool)
+    }
     assert set(numeric) >= {"seed", "stage1_steps", "guidance_scale", "stage2_steps", "cfg_strength", "texture_size", "simplify"}
     for name, bound in numeric.items():
         assert bound["minimum"] <= bound["default"] <= bound["maximum"], name
