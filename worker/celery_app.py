@@ -5,13 +5,14 @@ pool: the pipelines are loaded once by the process-start hook below and stay
 warm.  Broker options come from ``shared.queue.celery_config`` (late acks,
 prefetch 1, a visibility timeout above the longest job).
 
-Webhook deliveries need no pipelines: a worker started with ``-Q webhooks``
-only (``-P threads -c 8`` suits it) loads none and publishes no heartbeat.
+Webhook deliveries and ``deliver_to`` uploads need no pipelines: a worker
+started with ``-Q webhooks`` only (``-P threads -c 8`` suits it) loads none and
+publishes no heartbeat.
 
 This module is the top of the worker: the app, its process signals and the
 tasks it registers (``worker.tasks``).  It hands the runtime an ``announce``
-callable that queues webhook events through this app, so nothing below it
-imports the app.
+callable that queues webhook events (and a succeeded job's uploads) through
+this app, so nothing below it imports the app.
 """
 
 from __future__ import annotations

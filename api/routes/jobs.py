@@ -1,7 +1,8 @@
 """``/v1/jobs``: every route of the job resource.
 
-Submit a photo, read a job, follow it to its GLB or to any artifact, cancel
-it, read and redeliver its webhooks.  Every route with a ``{job_id}`` takes
+Submit a photo, read a job, follow its progress as Server-Sent Events
+(``api.job_events``), follow it to its GLB or to any artifact, cancel it, read
+and redeliver its webhooks.  Every route with a ``{job_id}`` takes
 :data:`~api.auth.JobDep`: the job read once, and only if the caller may see it.
 
 Cancel (``POST /v1/jobs/{id}/cancel``) applies the one cancel rule

@@ -59,7 +59,7 @@ def test_up_stops_every_process_it_started(tmp_path, sig):
     started: set[int] = set()
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200, 300,
-                   "the embedded stack to be ready", interval_s=0.5)
+                   "the embedded stack to be ready", interval=0.5, errors=(httpx.HTTPError,))
         started = descendants(up.pid)
         assert len(started) >= 3, started  # redis-server, uvicorn, the Celery worker
 

@@ -19,7 +19,8 @@ from api.app import create_app
 from shared.auth import KeyStore
 from shared.job_store import JobStore
 from shared.jobs import JobRecord, JobStatus, new_job_id, transition
-from shared.settings import ApiSettings, AuthSettings, RedisSettings, Settings, StorageSettings
+from shared.settings import ApiSettings, AuthSettings, RedisSettings, Settings, StorageSettings, WebhookSettings
+from shared.webhook_signature import generate_secret
 
 PREFIX = "fast-reads"
 ARTIFACTS = ["input.png", "results.zip", "stage2/output.glb", "stage2/output_mesh.ply"] + [
@@ -33,6 +34,7 @@ def settings(redis_url: str, storage_dir, *, auth: bool, fast: bool) -> Settings
         storage=StorageSettings(backend="local", local_dir=storage_dir, signing_secret="fast-reads-secret"),
         auth=AuthSettings(enabled=auth),
         api=ApiSettings(fast_job_reads=fast),
+        webhooks=WebhookSettings(secret=generate_secret()),
     )
 
 

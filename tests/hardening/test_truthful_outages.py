@@ -43,17 +43,17 @@ def test_a_hung_s3_store_answers_readyz_and_submissions_within_five_seconds(tmp_
         # one, and the API creates it (if missing) before it answers.
         store = S3Storage(endpoint=seaweed.endpoint, public_endpoint=None, bucket="hung", region="us-east-1",
                           access_key=seaweed.ACCESS_KEY, secret_key=seaweed.SECRET_KEY)
-        wait_until(lambda: store.ensure_bucket() or True, 90, "the bucket", interval_s=1)
+        wait_until(lambda: store.ensure_bucket() or True, 90, "the bucket", interval=1, errors=(Exception,))
         stack.start_api()
         ready, _ = timed(lambda: httpx.get(f"{stack.api_url}/readyz", timeout=30))
         assert ready.json()["checks"]["storage"]["ok"] is True, ready.text
 
-        os.kill(seaweed.proc.pid, signal.SIGSTOP)
+        os.kill(seaweed.process.pid, signal.SIGSTOP)
         try:
             ready, ready_s = timed(lambda: httpx.get(f"{stack.api_url}/readyz", timeout=60))
             refused, refused_s = timed(lambda: submit(stack))
         finally:
-            os.kill(seaweed.proc.pid, signal.SIGCONT)
+            os.kill(seaweed.process.pid, signal.SIGCONT)
         print(f"\nhung store: /readyz answered in {ready_s:.2f} s, POST /v1/jobs in {refused_s:.2f} s")
         assert ready.status_code == 503 and ready.json()["checks"]["storage"]["ok"] is False, ready.text
         assert ready_s <= ANSWER_WITHIN_S

@@ -107,7 +107,7 @@ def test_cli_asks_for_usdz_follows_the_stream_and_downloads_it(s3_stack, sample_
     import subprocess
     import sys
 
-    from conftest import REPO_ROOT
+    from client.stack import REPO_ROOT
 
     done = subprocess.run(
         [sys.executable, "-m", "client.cli", "generate", str(sample_photo), "-o", str(tmp_path), "--url", s3_stack.api_url,
