@@ -35,13 +35,14 @@ def load_pipelines(
     device: str = "cpu",
     dtype: str | None = None,
     compile: bool = False,
+    compile_cache_dir: str | Path | None = None,
     segmenter: str = "mediapipe",
     segmenter_model: str | Path | None = None,
 ) -> GenerationPipelines:
     """Load both stages of pipeline ``name`` onto ``device``, and its warm preprocessing step.
 
     ``compile`` asks for the compiled GPU configuration where the pipeline has
-    one.  Raises ValueError on a bad pipeline or segmenter name, or a missing
+    one; ``compile_cache_dir``, if given, keeps it compiled ahead of time there.  Raises ValueError on a bad pipeline or segmenter name, or a missing
     segmentation model file.
     """
     cutout = load_cutout(segmenter, model=segmenter_model, weights_dir=weights_dir, device=device)
@@ -54,7 +55,10 @@ def load_pipelines(
             raise ValueError("the synchuman pipeline needs a weights directory")
         from pipelines.synchuman import load_synchuman
 
-        pipelines = load_synchuman(Path(weights_dir), device=device, dtype=dtype, compile=compile)
+        pipelines = load_synchuman(
+            Path(weights_dir), device=device, dtype=dtype, compile=compile,
+            compile_cache_dir=Path(compile_cache_dir) if compile_cache_dir is not None else None,
+        )
     else:
         raise ValueError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINE_NAMES)}")
     pipelines.preprocess = cutout

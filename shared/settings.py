@@ -88,9 +88,15 @@ class WorkerSettings(BaseModel):
     device: str = "cpu"
     dtype: str | None = None
     compile: bool = True
-    """On CUDA, ``torch.compile`` the stage-1 network and VAE decoder at worker start (stage 1 about
-    25 % faster on an H100).  The first start compiles for about 3 minutes; later starts reuse
-    Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``) and take about 20 s.  Ignored on the CPU."""
+    """On CUDA, compile the stage-1 network and VAE decoder at worker start (stage 1 about 25 %
+    faster on an H100).  Ignored on the CPU."""
+    compile_ahead_of_time: bool = True
+    """Compile into AOTInductor packages kept in ``compile_cache_dir``: the first start builds them
+    (minutes), every later start loads them in seconds.  False: ``torch.compile`` in each process,
+    whose Dynamo tracing repeats on every start even with Inductor's cache kept."""
+    compile_cache_dir: Path | None = None
+    """Where the packages are kept; default ``$TORCHINDUCTOR_CACHE_DIR/synchuman-aot`` (in the image,
+    ``/cache/inductor/synchuman-aot`` on the compile-cache volume)."""
     segmenter: Literal["mediapipe", "onnx"] = "mediapipe"
     """Person segmentation of opaque photos: ``mediapipe`` (CPU, bundled with the ``segment`` extra) or
     ``onnx``, a rembg-compatible model file (``segmenter_model``) run with onnxruntime, on CUDA if present."""

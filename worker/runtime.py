@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
@@ -154,8 +155,20 @@ def _load_pipelines(worker: WorkerSettings, pipelines: GenerationPipelines | Non
     log.info("loading pipelines", extra={"pipeline": worker.pipeline, "device": worker.device})
     return load_pipelines(
         worker.pipeline, weights_dir=worker.weights_dir, device=worker.device, dtype=worker.dtype,
-        compile=worker.compile, segmenter=worker.segmenter, segmenter_model=worker.segmenter_model,
+        compile=worker.compile, compile_cache_dir=_compile_cache_dir(worker),
+        segmenter=worker.segmenter, segmenter_model=worker.segmenter_model,
     )
+
+
+def _compile_cache_dir(worker: WorkerSettings) -> Path | None:
+    """Where compiled networks are kept between starts; None compiles in each process."""
+    if not (worker.compile and worker.compile_ahead_of_time):
+        return None
+    if worker.compile_cache_dir is not None:
+        return worker.compile_cache_dir
+    from pipelines.synchuman.aot_package import default_cache_dir
+
+    return default_cache_dir()
 
 
 @contextmanager

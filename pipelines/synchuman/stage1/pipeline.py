@@ -41,6 +41,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from pipelines.base import VIEW_SIZE, MultiviewOutput, PipelineInputError, ProgressCallback
 from pipelines.preprocess import FACE_BOX, multiview_inputs, on_white
+from pipelines.synchuman.aot_package import AotNetwork
 from pipelines.synchuman.conditioning import trellis_condition, trellis_image
 from pipelines.synchuman.dinov2 import DinoV2
 from pipelines.synchuman.stage1.cuda_graph import GraphedDenoiser
@@ -161,6 +162,17 @@ def warm_up_figure(size: tuple[int, int] = (576, 768)) -> Image.Image:
     return image
 
 
+class VaeDecode(torch.nn.Module):
+    """The VAE's latent-to-image half as one module: [n, 4, h, w] latents -> [n, 3, 8h, 8w] images."""
+
+    def __init__(self, vae: AutoencoderKL) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents).sample
+
+
 class SyncHumanStage1Pipeline:
     """The official OneStage model as a stage-1 pipeline (see module docstring)."""
 
@@ -190,7 +202,13 @@ class SyncHumanStage1Pipeline:
         self.dtype = denoiser.dtype
         self._sdpa_backends: list[SDPBackend] | None = None
         self._graphed: GraphedDenoiser | None = None
+        self._vae_decode = VaeDecode(vae)
         self._compiled = False
+        self._compile_mode: str | None = None
+        self._aot_cache_dir: Path | None = None
+        self._networks: dict[str, AotNetwork] = {}
+        self.compile_timings: dict[str, float] = {}
+        """Seconds each compiled network took to build or load at :meth:`warm_up`."""
 
     def set_cuda_graph(self, enabled: bool) -> None:
         """Replay the network as a captured CUDA graph during sampling (CUDA only).
@@ -217,31 +235,71 @@ class SyncHumanStage1Pipeline:
             raise ValueError(f"unknown attention backend {name!r}; choose from {sorted(ATTENTION_BACKENDS)}")
         self._sdpa_backends = ATTENTION_BACKENDS[name]
 
-    def compile(self, mode: str | None = None) -> None:
-        """``torch.compile`` the cross-space network and the VAE decoder (a GPU option).
+    def compile(self, mode: str | None = None, *, cache_dir: Path | None = None) -> None:
+        """Compile the cross-space network and the VAE decoder (a GPU option).
 
         Each becomes one graph whose norms, activations and copies are fused;
         the decoder also runs channels-last.  On an H100 (float16) this takes
         sampling from 11.9 to 9.0 s and the decode of the 10 views from 0.63 to
-        0.27-0.37 s.  Compilation happens on the next call (the first job, or
-        :meth:`warm_up`); calling again is a no-op.
-        """
-        import torch._dynamo
+        0.27-0.37 s.  Compilation happens at :meth:`warm_up` (or the first job);
+        calling again is a no-op.
 
+        With ``cache_dir`` both are compiled ahead of time into AOTInductor
+        packages kept there (:mod:`pipelines.synchuman.aot_package`): minutes
+        the first time, seconds to load on every later start.  Without it,
+        or where a network cannot be exported, ``torch.compile`` compiles them
+        in each process (Inductor's own cache shortens later starts).
+        """
         if self._compiled:
             return
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        self.denoiser.compile(dynamic=False, mode=mode)
         self.vae.decoder.to(memory_format=torch.channels_last)  # the encoder (conditions) is faster as it is
-        self.vae.decoder.compile(dynamic=False, mode=mode)
+        self._compile_mode = mode
+        self._aot_cache_dir = cache_dir
+        if cache_dir is None:
+            self._compile_just_in_time()
         self._compiled = True
+
+    def _compile_just_in_time(self) -> None:
+        """``torch.compile`` both networks; Dynamo traces them on their next call."""
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        self.denoiser.compile(dynamic=False, mode=self._compile_mode)
+        self._vae_decode.compile(dynamic=False, mode=self._compile_mode)
+        self._aot_cache_dir = None
+
+    def _compile_ahead_of_time(self) -> dict[str, float]:
+        """Load (or build) both networks' packages for the shapes of a warm-up job."""
+        from pipelines.synchuman.aot_package import load_or_build, recorded_inputs
+
+        with recorded_inputs(self.denoiser) as denoiser_calls, recorded_inputs(self._vae_decode) as decode_calls:
+            self._warm_up_job()  # eager: records the exact inputs a job passes
+        timings = {}
+        for name, module, calls in (
+            ("stage1-denoiser", self.denoiser, denoiser_calls),
+            ("stage1-vae-decoder", self._vae_decode, decode_calls),
+        ):
+            network = load_or_build(module, calls[0], self._aot_cache_dir, name)
+            self._networks[name] = network
+            timings[name + ("_built" if network.built else "_loaded")] = network.seconds
+        return timings
 
     def warm_up(self) -> float:
         """Run a one-step job on a synthetic figure: compilation, cuDNN/cuBLAS plans and the
         allocator's pools are set up now rather than in the first real job.  Returns seconds."""
         start = time.perf_counter()
-        self(warm_up_figure(), generator=torch.Generator().manual_seed(0), num_inference_steps=1)
+        if self._aot_cache_dir is not None and not self._networks:
+            try:
+                self.compile_timings = self._compile_ahead_of_time()
+            except Exception:
+                logger.warning("ahead-of-time compilation failed; compiling just in time instead", exc_info=True)
+                self._networks.clear()
+                self._compile_just_in_time()
+        self._warm_up_job()
         return time.perf_counter() - start
+
+    def _warm_up_job(self) -> None:
+        self(warm_up_figure(), generator=torch.Generator().manual_seed(0), num_inference_steps=1)
 
     @contextmanager
     def _attention_kernels(self) -> Iterator[None]:
@@ -424,7 +482,8 @@ class SyncHumanStage1Pipeline:
                 logger.warning("CUDA graph capture failed (%s); running the network eagerly", error)
                 self._graphed = None
                 torch.cuda.synchronize(self.device)
-        return self.denoiser(*args)
+        network = self._networks.get("stage1-denoiser", self.denoiser)
+        return network(*args)
 
     # -- step 5: decoding ------------------------------------------------------------------------------
 
@@ -433,9 +492,8 @@ class SyncHumanStage1Pipeline:
         """[2V, 4, h, w] latents -> raw VAE output [2V, 3, H, W] in about [-1, 1], decoded in chunks."""
         scaled = latents / self.vae.config.scaling_factor
         chunk = max(1, self.vae_decode_chunk)
-        images = [
-            self.vae.decode(part.to(self.vae.dtype)).sample.float().cpu() for part in scaled.split(chunk)
-        ]
+        decode = self._networks.get("stage1-vae-decoder", self._vae_decode)
+        images = [decode(part.to(self.vae.dtype)).float().cpu() for part in scaled.split(chunk)]
         return torch.cat(images)
 
     @torch.no_grad()
