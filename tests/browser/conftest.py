@@ -31,6 +31,7 @@ from client.stack import (
     wait_until,
     worker_process,
 )
+from tests.support.requirements import unavailable
 
 CHROMIUM = os.environ.get("SYNCHUMAN_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -57,17 +58,10 @@ class LocalStack:
     """The environment every process of the stack runs with."""
 
 
-def _unavailable(message: str) -> None:
-    """Skip where a tool is missing, but fail under CI=true, where a skip would hide the page's tests."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + " (CI=true: the browser tests must run)")
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     if shutil.which("redis-server") is None:
-        _unavailable("redis-server is not installed (apt-get install redis-server)")
+        unavailable("redis-server is not installed (apt-get install redis-server)")
     workdir = tmp_path_factory.mktemp("browser-stack")
     redis_server = RedisServer(workdir, aof=False).start()
     api_port = free_port()
@@ -116,9 +110,9 @@ def browser() -> Iterator[object]:
     try:
         from playwright import sync_api as playwright_api
     except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[dev]')")
+        unavailable("playwright is not installed (pip install -e '.[dev]')")
     if not Path(CHROMIUM).exists():
-        _unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -155,7 +149,7 @@ def model_viewer_installed() -> Path:
 
     path = model_viewer_path()
     if path is None:
-        _unavailable("@google/model-viewer is not installed in .tools/ (run scripts/install.sh)")
+        unavailable("@google/model-viewer is not installed in .tools/ (run scripts/install.sh)")
     return path
 
 
