@@ -86,6 +86,7 @@ def test_obj_zip_loads_in_trimesh_with_its_texture(outputs, figure_glb, tmp_path
     np.testing.assert_array_equal(np.asarray(loaded.visual.material.image.convert("RGB")), np.asarray(model.texture))
 
 
+@pytest.mark.slow  # two whole output runs of the figure
 def test_formats_choose_the_files(figure_glb):
     assert "output.usdz" not in model_outputs(figure_glb, ["glb"]).files
     only_obj = model_outputs(figure_glb, ["obj"]).files

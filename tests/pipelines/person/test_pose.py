@@ -51,6 +51,7 @@ def test_each_sample_gives_a_whole_body_pose(sample_photos):
         assert iou(body.mask > 0.5, photo.truth) >= 0.9, path.name
 
 
+@pytest.mark.slow  # the tile search of a 12 MP photo
 @pytest.mark.parametrize("background", ["grey", "photo"])
 def test_a_small_person_in_a_large_photo_is_found(sample_photos, background):
     """400 px tall in 3000 x 3000: the coarse pass misses them, the tile search finds them."""
