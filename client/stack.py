@@ -365,6 +365,16 @@ class ServiceStack:
         wait_until(lambda: self.warm_workers() >= count, timeout, f"{count} warm worker(s)", interval=0.2,
                    errors=(httpx.HTTPError, KeyError))
 
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Wait for ``/readyz`` to answer 200 (a warm worker); a process that exits meanwhile fails at once."""
+        def ready() -> bool:
+            for process in [self.api, *self.workers]:
+                if process is not None:
+                    process.check_alive()
+            return answers_http(f"{self.api_url}/readyz")
+
+        wait_until(ready, timeout, "/readyz to report a warm worker", interval=0.3)
+
     def post_job(self, photo: bytes, options: Mapping[str, object] | None = None, *, token: str | None = None,
                **fields: str) -> httpx.Response:
         """``POST /v1/jobs`` with ``photo`` (PNG), ``options`` and more form fields."""

@@ -197,7 +197,7 @@ def test_second_job_on_the_warm_worker_differs_without_reloading(synchuman_stack
 
     [worker] = wait_until(workers_after_two_jobs, 30, "the heartbeat to count both jobs", interval=0.5)
     assert worker["pipeline"] == "synchuman"
-    log = (synchuman_stack.logs / "worker-sh1.log").read_text()
+    log = (synchuman_stack.workdir / "worker-sh1.log").read_text()
     assert log.count("loading pipelines") == 1
 
 

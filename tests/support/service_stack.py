@@ -15,15 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from client.stack import (
-    SeaweedS3,
-    ServiceProcess,
-    answers_http,
-    api_process,
-    free_port,
-    wait_until,
-    worker_process,
-)
+from client.stack import SeaweedS3, ServiceProcess, ServiceStack, wait_until, worker_process
 from client.stack import service_env as stack_env
 
 FAST_OPTIONS = {"texture_size": 512, "simplify": 0.95}
@@ -64,45 +56,23 @@ def poll_until_finished(api_url: str, job_id: str, timeout: float = 240) -> tupl
     return wait_until(finished, timeout, f"job {job_id} to finish", interval=0.2), seen
 
 
-@dataclass
-class Stack:
-    """One API process plus its workers, sharing a Redis key prefix and a storage backend."""
+class Stack(ServiceStack):
+    """The API and preview workers of one test, with the environment ``env`` (:func:`service_env`: its key
+    prefix and storage) and their log files in ``workdir``; worker ``NAME`` logs to ``worker-NAME.log``."""
 
-    env: dict[str, str]
-    logs: Path
-    api_url: str = ""
-    api: ServiceProcess | None = None
-    workers: list[ServiceProcess] = field(default_factory=list)
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        super().__init__(logs, env["SYNCHUMAN_REDIS__URL"], prefix=env["SYNCHUMAN_REDIS__KEY_PREFIX"])
+        env["SYNCHUMAN_STORAGE__PUBLIC_BASE_URL"] = self.api_url
+        self.env = env
 
-    @property
-    def prefix(self) -> str:
-        return self.env["SYNCHUMAN_REDIS__KEY_PREFIX"]
+    def start_api(self) -> Stack:
+        super().start_api("--log-level", "warning")
+        return self
 
-    def start_api(self) -> None:
-        port = free_port()
-        self.api_url = f"http://127.0.0.1:{port}"
-        self.env["SYNCHUMAN_STORAGE__PUBLIC_BASE_URL"] = self.api_url
-        self.api = api_process("api", self.env, self.logs, port, "--log-level", "warning").start()
-        wait_until(lambda: answers_http(f"{self.api_url}/healthz"), 30, "the API to answer")
-
-    def start_worker(self, name: str = "w1") -> ServiceProcess:
-        worker = worker_process(f"worker-{name}", self.env, self.logs).start()
+    def start_worker(self, name: str = "w1", **settings: str) -> ServiceProcess:
+        worker = worker_process(f"worker-{name}", {**self.env, **settings}, self.workdir).start()
         self.workers.append(worker)
         return worker
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        def ready() -> bool:
-            for worker in self.workers:
-                worker.check_alive()
-            return answers_http(f"{self.api_url}/readyz")
-
-        wait_until(ready, timeout, "/readyz to report a warm worker", interval=0.3)
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        if self.api is not None:
-            self.api.stop()
 
 
 @dataclass
