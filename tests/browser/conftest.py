@@ -23,12 +23,11 @@ from client.stack import (
     REPO_ROOT,
     RedisServer,
     ServiceProcess,
-    answers_http,
     api_process,
     free_port,
     service_env,
     stop_all,
-    wait_until,
+    wait_for_readyz,
     worker_process,
 )
 from tests.support.requirements import unavailable
@@ -87,13 +86,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 
 def _wait_ready(base_url: str, processes: list[ServiceProcess], what: str) -> None:
     """Wait for ``/readyz``; a process that exits meanwhile fails at once, with the logs' tails."""
-    def ready() -> bool:
-        for process in processes:
-            process.check_alive()
-        return answers_http(f"{base_url}/readyz")
-
     try:
-        wait_until(ready, STACK_START_TIMEOUT_S, f"{what} (/readyz)", interval=0.2)
+        wait_for_readyz(base_url, processes, STACK_START_TIMEOUT_S, f"{what} (/readyz)", interval=0.2)
     except (RuntimeError, TimeoutError) as exc:
         tails = "\n".join(f"--- {p.name}.log\n" + p.output()[-3000:] for p in processes)
         raise RuntimeError(f"{exc}\n{tails}") from None
