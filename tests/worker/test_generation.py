@@ -131,6 +131,7 @@ def test_pipeline_crash_keeps_paths_and_traceback_out_of_the_record(runtime, sam
     assert runtime.storage.list_keys(f"jobs/{record.id}") == [record.input_key]
 
 
+@pytest.mark.slow  # a whole preview job, then its rig
 def test_rig_option_adds_a_rigged_glb_beside_the_model(runtime, sample_photo):
     import json
     import zipfile

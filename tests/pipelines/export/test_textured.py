@@ -98,6 +98,7 @@ def test_callback_can_cancel_the_export(subject):
         )
 
 
+@pytest.mark.slow  # the whole export at its default settings
 def test_default_cpu_settings_export_quickly_and_well(subject):
     """Without a config, a CPU export uses ``ExportConfig.for_device('cpu')``: the full chain
     on fewer and smaller views, still removing the inner shell and reproducing the texture."""

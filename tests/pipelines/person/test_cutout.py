@@ -40,6 +40,7 @@ def cutout_iou(cutout: PersonCutout, photo: Composite) -> float:
     return iou(placed[alpha.shape[0] : -alpha.shape[0], alpha.shape[1] : -alpha.shape[1]], photo.truth)
 
 
+@pytest.mark.slow  # every sample on every background
 def test_cut_out_matches_the_true_alpha_on_every_background(cutout, sample_photos):
     """Each sample over four backgrounds (JPEG q90), and 400 px tall in a 3000 x 3000 photo."""
     rows = []
