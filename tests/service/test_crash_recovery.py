@@ -16,7 +16,8 @@ import httpx
 import pytest
 import redis
 
-from conftest import FAST_OPTIONS, MESH_PREVIEWS, Stack, service_env, wait_until
+from client.stack import wait_until
+from tests.support.service_stack import FAST_OPTIONS, MESH_PREVIEWS, Stack, service_env
 from shared.storage.local import LocalStorage
 
 pytestmark = pytest.mark.slow

@@ -9,24 +9,23 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import os
 import re
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
+from client.stack import REPO_ROOT
 from shared.queue import GPU_QUEUE, WEBHOOK_QUEUE
+from tests.support.requirements import unavailable
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 
 
 def dockerfile_copies(path: Path) -> list[str]:
@@ -44,11 +43,11 @@ def test_compose_services_and_their_build_files_exist(compose):
     for name, service in services.items():
         build = service.get("build")
         if build:
-            assert (REPO / build["context"]).is_dir(), name
-            assert (REPO / build["context"] / build["dockerfile"]).is_file(), name
+            assert (REPO_ROOT / build["context"]).is_dir(), name
+            assert (REPO_ROOT / build["context"] / build["dockerfile"]).is_file(), name
     for dockerfile in ("Dockerfile.api", "Dockerfile.worker"):
-        for source in dockerfile_copies(REPO / dockerfile):
-            assert (REPO / source).exists(), f"{dockerfile} copies missing {source}"
+        for source in dockerfile_copies(REPO_ROOT / dockerfile):
+            assert (REPO_ROOT / source).exists(), f"{dockerfile} copies missing {source}"
 
 
 def test_redis_keeps_an_append_only_file(compose):
@@ -67,7 +66,7 @@ def test_compose_commands_name_real_modules_and_queues(compose):
             queues = command[command.index("-Q") + 1].split(",")
             assert set(queues) <= {GPU_QUEUE, WEBHOOK_QUEUE}, name
     for dockerfile, start in (("Dockerfile.api", ["uvicorn", "api.app:create_app"]), ("Dockerfile.worker", ["celery", "-A", "worker.celery_app"])):
-        exec_form = re.search(r"^CMD (\[.*\])$", (REPO / dockerfile).read_text(), re.M).group(1)
+        exec_form = re.search(r"^CMD (\[.*\])$", (REPO_ROOT / dockerfile).read_text(), re.M).group(1)
         assert json.loads(exec_form)[:len(start)] == start, dockerfile
 
 
@@ -87,14 +86,14 @@ def test_each_gpu_worker_reserves_its_own_gpu_and_runs_solo(compose):
 
 
 def test_api_image_carries_no_torch():
-    text = (REPO / "Dockerfile.api").read_text()
+    text = (REPO_ROOT / "Dockerfile.api").read_text()
     install_lines = [line for line in text.splitlines() if "pip install" in line]
     assert install_lines and not any("torch" in line or "[worker" in line for line in install_lines)
     assert "FROM python:" in text and "cuda" not in text.lower().split("from", 1)[1].splitlines()[0]
 
 
 def test_api_image_serves_the_model_viewer_it_installs():
-    text = (REPO / "Dockerfile.api").read_text()
+    text = (REPO_ROOT / "Dockerfile.api").read_text()
     stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M)
     assert stages[-1][0].startswith("python:"), "the last stage is the API image"
     builders = {alias for image, alias in stages[:-1] if image.startswith("node:")}
@@ -109,18 +108,15 @@ def test_api_image_serves_the_model_viewer_it_installs():
 
 def run_tool(*command: str) -> subprocess.CompletedProcess:
     if shutil.which(command[0]) is None:
-        message = f"{command[0]} is not installed (the dev extra installs it)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+        unavailable(f"{command[0]} is not installed (the dev extra installs it)")
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile.api", "Dockerfile.worker"])
 def test_dockerfiles_pass_hadolint_and_explain_each_ignored_rule(dockerfile):
     result = run_tool("hadolint", "--no-color", dockerfile)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout
-    lines = (REPO / dockerfile).read_text().splitlines()
+    lines = (REPO_ROOT / dockerfile).read_text().splitlines()
     for index, line in enumerate(lines):
         if line.startswith("# hadolint ignore="):
             reason = lines[index - 1]
@@ -133,7 +129,7 @@ def test_compose_file_follows_the_compose_specification():
 
 
 def test_worker_compile_cache_is_a_volume_the_worker_user_can_write(compose):
-    text = (REPO / "Dockerfile.worker").read_text()
+    text = (REPO_ROOT / "Dockerfile.worker").read_text()
     cache = re.search(r"TORCHINDUCTOR_CACHE_DIR=(\S+)", text).group(1)
     instructions = re.sub(r"\\\n", " ", text).splitlines()  # continuation lines joined
     user_at = next(i for i, line in enumerate(instructions) if line.startswith("USER "))

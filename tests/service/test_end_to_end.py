@@ -14,7 +14,8 @@ import pytest
 import trimesh
 
 from client.sdk import SyncHumanClient
-from conftest import FAST_OPTIONS, MESH_PREVIEWS, WEBHOOK_SECRET, wait_until
+from client.stack import wait_until
+from tests.support.service_stack import FAST_OPTIONS, MESH_PREVIEWS, WEBHOOK_SECRET
 from shared.storage.s3 import S3Storage
 
 pytestmark = pytest.mark.slow
@@ -25,17 +26,6 @@ STAGE1 = (
 EXPECTED_OUTPUTS = (
     {"input.png", "results.zip", "stage2/output.glb", "stage2/output_mesh.ply"} | MESH_PREVIEWS | {f"stage1/{n}" for n in STAGE1}
 )
-
-
-def poll_until_finished(api_url: str, job_id: str, timeout: float = 240) -> tuple[dict, list[dict]]:
-    seen: list[dict] = []
-
-    def finished():
-        job = httpx.get(f"{api_url}/v1/jobs/{job_id}", timeout=10).json()
-        seen.append(job)
-        return job if job["status"] in ("succeeded", "failed", "canceled") else None
-
-    return wait_until(finished, timeout, f"job {job_id} to finish", interval=0.2), seen
 
 
 def test_readyz_lists_the_warm_preview_worker(s3_stack):

@@ -12,10 +12,10 @@ import pytest
 import trimesh
 from PIL import Image
 
-from conftest import FAST_OPTIONS
-from outputs.checks import arkit_problems, decode_mp4, iou, reference_silhouette
+from tests.support.service_stack import FAST_OPTIONS
+from tests.support.output_checks import arkit_problems, decode_mp4, iou, reference_silhouette
 from pipelines.outputs.render import FRONT_THREE_QUARTER, OrbitView
-from test_end_to_end import poll_until_finished
+from tests.support.service_stack import poll_until_finished
 
 pytestmark = pytest.mark.slow
 

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import io
 import json
-import sys
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FAST_OPTIONS
+from bench.person_photos import BACKGROUNDS, composite, with_margin
 from shared.storage.s3 import S3Storage
-from test_end_to_end import poll_until_finished
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the person fixtures)
-from person.composites import BACKGROUNDS, composite, with_margin  # noqa: E402
-from person.conftest import cube_cutout, require_pose_model, texture  # noqa: E402
+from tests.support.service_stack import poll_until_finished
+from tests.support.not_people import cube_cutout, texture
+from tests.support.requirements import require_pose_model
+from tests.support.service_stack import FAST_OPTIONS
 
 pytestmark = pytest.mark.slow
 
@@ -92,8 +89,8 @@ def test_onnx_segmenter_setting_cuts_out_through_the_worker(redis_url, s3_server
     """A worker configured for a rembg-compatible model file (built here) cuts opaque photos out with it."""
     require_pose_model()
     pytest.importorskip("onnxruntime")
-    from conftest import Stack, s3_storage_env, service_env
-    from person.tiny_onnx import GREEN_SCREEN, build_rembg_model
+    from tests.support.service_stack import Stack, s3_storage_env, service_env
+    from tests.support.tiny_onnx import GREEN_SCREEN, build_rembg_model
 
     weights = tmp_path / "weights"
     weights.mkdir()
@@ -127,7 +124,7 @@ def test_onnx_segmenter_setting_cuts_out_through_the_worker(redis_url, s3_server
 
 
 def test_worker_with_a_missing_segmentation_model_does_not_start(redis_url, tmp_path):
-    from conftest import Stack, service_env
+    from tests.support.service_stack import Stack, service_env
     from worker.celery_app import EXIT_PIPELINES_FAILED
 
     env = service_env(

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import MESH_PREVIEWS, wait_until
+from client.stack import wait_until
+from tests.support.service_stack import MESH_PREVIEWS
 
 pytestmark = pytest.mark.slow
 

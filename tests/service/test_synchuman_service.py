@@ -29,10 +29,11 @@ import redis
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import MESH_PREVIEWS, Stack, service_env, wait_until
-from gltf_validation import validate_glb
+from client.stack import wait_until
+from tests.support.service_stack import MESH_PREVIEWS, Stack, service_env
+from tests.support.gltf_validation import validate_glb
 from shared.jobs import STAGE_PROGRESS, JobStage
-from synchuman_weights import assemble_weights
+from tests.service.synchuman_weights import assemble_weights
 from worker.celery_app import EXIT_PIPELINES_FAILED
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # minutes on a loaded 2-core machine
@@ -196,17 +197,14 @@ def test_second_job_on_the_warm_worker_differs_without_reloading(synchuman_stack
 
     [worker] = wait_until(workers_after_two_jobs, 30, "the heartbeat to count both jobs", interval=0.5)
     assert worker["pipeline"] == "synchuman"
-    log = (synchuman_stack.logs / "worker-sh1.log").read_text()
+    log = (synchuman_stack.workdir / "worker-sh1.log").read_text()
     assert log.count("loading pipelines") == 1
 
 
 def test_opaque_jpeg_of_a_person_is_cut_out_and_succeeds(synchuman_stack, sample_photos):
     """The most common upload, a JPEG without transparency, goes through the person cut-out to stage 1."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the person fixtures)
-    from person.composites import BACKGROUNDS, composite, with_margin
-    from person.conftest import require_pose_model
+    from bench.person_photos import BACKGROUNDS, composite, with_margin
+    from tests.support.requirements import require_pose_model
 
     require_pose_model()
     person = with_margin(Image.open(sample_photos[0]).convert("RGBA"))
