@@ -136,6 +136,9 @@ class WorkerRuntime:
             self.beat()
 
     def stop(self) -> None:
+        from pipelines.export.threads import clear_export_threads
+
+        clear_export_threads()  # the process's exports are no longer this runtime's to size
         self._stop.set()
         try:
             withdraw(self.store.redis, self.store.keys, self.heartbeat.worker_id)

@@ -55,6 +55,12 @@ def set_export_threads(threads: int | None = None, *, processes: int = 1) -> int
     return _budget
 
 
+def clear_export_threads() -> None:
+    """No budget any more: later exports use torch's pool as it is and every core."""
+    global _budget
+    _budget = None
+
+
 def export_threads() -> int | None:
     """The export's thread budget; None while none is set (no limit)."""
     return _budget

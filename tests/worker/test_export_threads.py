@@ -18,11 +18,12 @@ from worker.runtime import limit_export_threads
 
 
 @pytest.fixture()
-def budget(monkeypatch) -> Iterator[None]:
-    """No export budget to start with; the process's budget and torch's pool as they were afterwards."""
-    monkeypatch.setattr(threads, "_budget", None)
+def budget() -> Iterator[None]:
+    """No export budget before and after the test; torch's pool as it was afterwards."""
+    threads.clear_export_threads()
     pool = torch.get_num_threads()
     yield
+    threads.clear_export_threads()
     torch.set_num_threads(pool)
 
 
