@@ -62,6 +62,11 @@ class JobRead(BaseModel):
     options: dict
     pipeline: PipelineInfo | None = None
     timings: dict[str, float] = Field(description="Seconds per stage.")
+    stage_started_at: dict[str, float] = Field(
+        {},
+        description="Stage -> when (Unix seconds) the current attempt entered it; a stage ends when the next "
+        "one listed starts, the last at `finished_at`. Shows one job's export overlapping the next job's stage 1.",
+    )
     error: JobError | None = None
     outputs: dict[str, ArtifactUrl] = Field(
         description="Artifacts by name (e.g. 'stage2/output.glb', 'stage2/thumbnail.png', 'results.zip'), each "

@@ -361,9 +361,11 @@ class ServiceStack:
         wait_until(lambda: answers_http(f"{self.api_url}/healthz"), timeout, "the API")
         return self
 
-    def start_worker(self, **settings: str) -> ServiceProcess:
+    def start_worker(self, *, queues: str = "gpu,webhooks", pool: str = "solo", concurrency: int = 1,
+                     **settings: str) -> ServiceProcess:
         name = f"worker{len(self.workers) + 1}-{self.prefix}"
-        worker = worker_process(name, {**self.env, **settings}, self.workdir).start()
+        worker = worker_process(name, {**self.env, **settings}, self.workdir, queues=queues, pool=pool,
+                                concurrency=concurrency).start()
         self.workers.append(worker)
         return worker
 

@@ -48,6 +48,7 @@ def job_body(
         "options": record.options,
         "pipeline": record.pipeline,
         "timings": record.timings,
+        "stage_started_at": record.stage_started_at,
         "error": record.error.model_dump() if record.error else None,
         "outputs": outputs,
         "deliveries": _deliveries(record),

@@ -106,6 +106,11 @@ class JobRecord(BaseModel):
     attempts: int = 0
     timings: dict[str, float] = {}
     """Seconds per stage of the attempt that produced the result."""
+    stage_started_at: dict[str, float] = {}
+    """Stage name -> when (epoch seconds) the current attempt first entered it, written with the
+    progress of that stage.  A stage ends when the next stage listed starts (the export when
+    ``upload`` starts), the last one at ``finished_at``; so two jobs' records show whether one job's
+    export ran beside the next job's stage 1.  Emptied when an attempt starts or the job is requeued."""
     error: JobError | None = None
     outputs: dict[str, str] = {}
     """Artifact name (e.g. ``stage2/output.glb``) -> storage key: the complete stage-1 set while the
@@ -173,6 +178,7 @@ def requeue(record: JobRecord, *, count_attempt: bool) -> JobRecord:
         worker_id=None,
         stage=None,
         progress=0.0,
+        stage_started_at={},
         outputs={},
     )
 

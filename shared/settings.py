@@ -118,6 +118,15 @@ class WorkerSettings(BaseModel):
     redis_retry_s: float = Field(120.0, ge=0)
     """How long a worker retries a job's status write while Redis is unreachable; past it the job
     fails as ``queue_unavailable`` (retryable) or, if even that cannot be written, is recovered."""
+    workers_per_gpu: int = Field(1, ge=1)
+    """Worker processes sharing one GPU (compose runs ``SYNCHUMAN_WORKERS_PER_GPU`` replicas and passes the
+    same number here): while one runs a job's CPU-bound export, another runs the next job's GPU stages.
+    Only used to size ``export_threads`` by default."""
+    export_threads: int | None = Field(None, ge=1)
+    """CPU threads one job's export may use (torch's intra-op pool and the export's parallel queries;
+    ``pipelines.export.threads``).  Unset: torch's own pool size (the physical cores the process may
+    run on, or ``OMP_NUM_THREADS``) divided by ``workers_per_gpu``, so the exports of the workers
+    sharing a GPU split the host's cores, and a single worker keeps torch's default."""
 
 
 class RetrySchedule(BaseModel):

@@ -153,6 +153,7 @@ class JobAttempt:
                 worker_id=self.worker_id,
                 pipeline=pipeline,
                 timings={},
+                stage_started_at={},
                 outputs={},  # an earlier attempt's stage-1 set is rewritten by this one
             )
 
@@ -174,10 +175,14 @@ class JobAttempt:
     def progress(self, stage: JobStage, progress: float) -> None:
         """Write stage and progress; stop the attempt if it lost the job or a cancel was requested.
 
+        The first write of a stage also records when the stage started (``stage_started_at``).
         Progress is advisory: while Redis is unreachable it is skipped and the job goes on.
         """
         def advance(record: JobRecord) -> JobRecord:  # progress never goes down within an attempt
-            return record.model_copy(update={"stage": stage, "progress": max(progress, record.progress, 0.0)})
+            update: dict[str, Any] = {"stage": stage, "progress": max(progress, record.progress, 0.0)}
+            if stage.value not in record.stage_started_at:
+                update["stage_started_at"] = {**record.stage_started_at, stage.value: time.time()}
+            return record.model_copy(update=update)
 
         try:
             record = self._write(advance, deadline_s=0)

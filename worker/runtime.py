@@ -83,6 +83,7 @@ class WorkerRuntime:
             cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
             state="loading",
         )
+        export_threads = limit_export_threads(worker)
         with _beating(client, store, heartbeat, worker.heartbeat_interval_s, worker.heartbeat_ttl_s):
             pipelines = _load_pipelines(worker, pipelines)
         heartbeat.pipeline = pipelines.name
@@ -98,7 +99,8 @@ class WorkerRuntime:
         runtime._thread.start()
         log.info(
             "worker warm",
-            extra={"worker_id": heartbeat.worker_id, "pipeline": pipelines.name, "load_s": pipelines.load_timings},
+            extra={"worker_id": heartbeat.worker_id, "pipeline": pipelines.name, "load_s": pipelines.load_timings,
+                   "export_threads": export_threads},
         )
         return runtime
 
@@ -135,11 +137,22 @@ class WorkerRuntime:
             self.beat()
 
     def stop(self) -> None:
+        from pipelines.export.threads import clear_export_threads
+
+        clear_export_threads()  # the process's exports are no longer this runtime's to size
         self._stop.set()
         try:
             withdraw(self.store.redis, self.store.keys, self.heartbeat.worker_id)
         except redis.RedisError:
             pass
+
+
+def limit_export_threads(worker: WorkerSettings) -> int:
+    """Give this process's exports their share of the cores (``worker.export_threads``, else torch's
+    pool size divided among the ``worker.workers_per_gpu`` processes on one GPU); returns the threads."""
+    from pipelines.export.threads import set_export_threads
+
+    return set_export_threads(worker.export_threads, processes=worker.workers_per_gpu)
 
 
 def _load_pipelines(worker: WorkerSettings, pipelines: GenerationPipelines | None) -> GenerationPipelines:

@@ -6,6 +6,7 @@ import fast_simplification
 import numpy as np
 from scipy.spatial import cKDTree
 
+from pipelines.export.threads import export_threads
 from pipelines.geometry import TriangleMesh
 
 
@@ -37,7 +38,8 @@ def simplify_mesh(mesh: TriangleMesh, ratio: float) -> TriangleMesh:
     faces = np.asarray(faces, dtype=np.int64)
     colors = None
     if mesh.vertex_colors is not None:
-        # An unbalanced tree builds faster; the queries run on every core.
-        _, nearest = cKDTree(mesh.vertices, balanced_tree=False, compact_nodes=False).query(vertices, workers=-1)
+        # An unbalanced tree builds faster; the queries run on the export's threads.
+        tree = cKDTree(mesh.vertices, balanced_tree=False, compact_nodes=False)
+        _, nearest = tree.query(vertices, workers=export_threads() or -1)  # -1: every core
         colors = np.asarray(mesh.vertex_colors, dtype=np.float32)[nearest]
     return TriangleMesh(vertices=vertices, faces=faces, vertex_colors=colors)

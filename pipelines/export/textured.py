@@ -31,6 +31,7 @@ from pipelines.export.gltf import glb_bytes, ply_bytes
 from pipelines.export.holes import HoleFillConfig, remove_inner_faces
 from pipelines.export.simplify import simplify_mesh
 from pipelines.export.splat import GaussianTensors, SplatConfig, render_gaussians
+from pipelines.export.threads import export_thread_limit
 from pipelines.export.uv import unwrap_uv
 from pipelines.geometry import Gaussians, TriangleMesh
 
@@ -116,6 +117,7 @@ def _one_copy(cleaned: TriangleMesh, unwrapped: TriangleMesh, sources: np.ndarra
     return copy
 
 
+@export_thread_limit()
 def export_textured_mesh(
     mesh: TriangleMesh,
     views: MultiviewOutput,
@@ -136,7 +138,8 @@ def export_textured_mesh(
     ``ExportConfig.for_device(device)`` chooses the view counts and step count.  ``callback("export",
     step, total)`` is called after each bake step and may raise to cancel.
     ``cpu_timings``, if given, receives the CPU seconds (all threads) of every
-    phase and sub-phase ``MeshOutput.timings`` lists.
+    phase and sub-phase ``MeshOutput.timings`` lists.  It runs on the process's
+    export threads (``pipelines.export.threads``).
     """
     config = config or ExportConfig.for_device(device)
     bake_config = config.bake if bake_steps is None else replace(config.bake, steps=bake_steps)

@@ -14,6 +14,7 @@ Numbered steps, each reported through ``callback("stage2", step, 5)``:
 5. **export**: GLB (y-up, one PBR material) and PLY with vertex colours
    (``pipelines.export.gltf``).
 
+Steps 2-5 run on the process's export threads (``pipelines.export.threads``).
 ``generator``, ``num_steps`` and ``cfg_strength`` are accepted for interface
 compatibility and ignored: nothing here is random.
 """
@@ -33,6 +34,7 @@ from pipelines.base import MeshOutput, MultiviewOutput, PipelineInputError, Prog
 from pipelines.export.gltf import glb_bytes, ply_bytes
 from pipelines.export.raster import rasterize_uv
 from pipelines.export.simplify import simplify_mesh
+from pipelines.export.threads import export_thread_limit
 from pipelines.export.uv import unwrap_uv
 from pipelines.geometry import TriangleMesh
 from pipelines.preview.appearance import Appearance
@@ -96,29 +98,30 @@ class PreviewMeshPipeline:
             mesh, _ = body_mesh(shape, self.config.inflation)
         step("body", 1)
 
-        # 2. simplify
-        simple = simplify_mesh(TriangleMesh(vertices=mesh.vertices, faces=mesh.faces), float(simplify))
-        simple = repair_closed_manifold(simple)
-        normals = vertex_normals(simple.vertices, simple.faces)  # (V, 3)
-        simple.vertex_colors = appearance.colors(simple.vertices, normals)
-        step("simplify", 2)
+        with export_thread_limit():  # steps 2-5 are the export: the process's export threads
+            # 2. simplify
+            simple = simplify_mesh(TriangleMesh(vertices=mesh.vertices, faces=mesh.faces), float(simplify))
+            simple = repair_closed_manifold(simple)
+            normals = vertex_normals(simple.vertices, simple.faces)  # (V, 3)
+            simple.vertex_colors = appearance.colors(simple.vertices, normals)
+            step("simplify", 2)
 
-        # 3. UV charts (seam vertices are duplicated; find each one's source vertex for its normal)
-        unwrapped, uvs = unwrap_uv(simple)
-        _, source = cKDTree(simple.vertices).query(unwrapped.vertices)
-        unwrapped_normals = normals[source]  # (V', 3)
-        step("unwrap", 3)
+            # 3. UV charts (seam vertices are duplicated; find each one's source vertex for its normal)
+            unwrapped, uvs = unwrap_uv(simple)
+            _, source = cKDTree(simple.vertices).query(unwrapped.vertices)
+            unwrapped_normals = normals[source]  # (V', 3)
+            step("unwrap", 3)
 
-        # 4. bake the texture by projection
-        texture = bake_texture(
-            unwrapped, unwrapped_normals, uvs, appearance, int(texture_size), self.config.texture_dilation
-        )
-        step("bake", 4)
+            # 4. bake the texture by projection
+            texture = bake_texture(
+                unwrapped, unwrapped_normals, uvs, appearance, int(texture_size), self.config.texture_dilation
+            )
+            step("bake", 4)
 
-        # 5. export
-        glb = glb_bytes(unwrapped, uvs, texture)
-        ply = ply_bytes(simple)
-        step("export", 5)
+            # 5. export
+            glb = glb_bytes(unwrapped, uvs, texture)
+            ply = ply_bytes(simple)
+            step("export", 5)
 
         return MeshOutput(
             glb=glb,
