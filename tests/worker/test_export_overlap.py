@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 from client.stack import RedisServer, ServiceProcess, ServiceStack, wait_until
-from tests.lifecycle.receiver import WebhookReceiver
+from tests.support.webhook_receiver import WebhookReceiver
 from tests.worker.slow_export_pipelines import EXPORT_STEP_S, EXPORT_STEPS, LONG_EXPORT_STEPS
 
 pytestmark = pytest.mark.slow

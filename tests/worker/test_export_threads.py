@@ -12,8 +12,8 @@ import torch
 from pipelines.export import threads
 from pipelines.export.textured import ExportConfig, export_textured_mesh
 from shared.settings import Settings
-from tests.export.meshes import bumpy_sphere
-from tests.export.scene import render_stage1_views
+from tests.pipelines.export.meshes import bumpy_sphere
+from tests.pipelines.export.scene import render_stage1_views
 from worker.runtime import limit_export_threads
 
 
