@@ -200,6 +200,7 @@ class Tracked:
     finished: float | None = None
     glb_at: float | None = None
     job: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
 
 
 def follow_jobs(service: Service, tracked: list[Tracked], peak: dict[str, int], timeout: float) -> None:
@@ -223,11 +224,25 @@ def follow_jobs(service: Service, tracked: list[Tracked], peak: dict[str, int], 
                     glb = httpx.get(job["outputs"]["stage2/output.glb"]["url"], timeout=60, trust_env=False)
                     if glb.status_code == 200 and glb.content[:4] == b"glTF":
                         t.glb_at = time.perf_counter()
+                    t.metadata = results_metadata(job)
         for worker in http.get("/readyz").json().get("workers", []):
             peak["reserved"] = max(peak["reserved"], worker.get("gpu_memory_reserved_bytes") or 0)
             peak["allocated"] = max(peak["allocated"], worker.get("gpu_memory_allocated_bytes") or 0)
         time.sleep(0.1)
     http.close()
+
+
+def results_metadata(job: dict) -> dict:
+    """``results_metadata.json`` from the job's zip: the pipeline's own step timings."""
+    import io
+    import zipfile
+
+    url = job["outputs"].get("results.zip", {}).get("url")
+    if not url:
+        return {}
+    archive = httpx.get(url, timeout=60, trust_env=False)
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zf:
+        return json.loads(zf.read("results_metadata.json"))
 
 
 def run_jobs(service: Service, args: argparse.Namespace, photo: bytes) -> dict:
@@ -247,7 +262,11 @@ def run_jobs(service: Service, args: argparse.Namespace, photo: bytes) -> dict:
         rows.append({
             "id": t.id, "status": job["status"], "error": job.get("error"),
             "wait_s": round(record_wait, 2) if record_wait is not None else None,
-            **{k: job.get("timings", {}).get(k) for k in ("preprocess", "stage1", "stage2", "export", "upload")},
+            **{k: job.get("timings", {}).get(k) for k in ("gpu_wait", "preprocess", "stage1", "stage2", "export",
+                                                            "upload")},
+            "stage2_steps": {k: round(v, 2) for k, v in t.metadata.get("timings", {}).get("stage2_steps", {}).items()
+                             if isinstance(v, (int, float))},
+            "outputs_steps": t.metadata.get("timings", {}).get("outputs", {}),
             "post_to_glb_s": round(t.glb_at - t.posted, 2) if t.glb_at else None,
             "progress_monotonic": t.progress == sorted(t.progress),
             "views_during_stage2": t.views_during_stage2,
@@ -429,12 +448,15 @@ def print_summary(results: dict) -> None:
               f"cache kept {results['cold_start_s']['cache_kept']} s")
     if "jobs" not in results:
         return
-    print(f"\n{'job':>4} {'status':>9} {'wait':>6} {'pre':>5} {'stage1':>6} {'stage2':>6} {'export':>6} "
+    print(f"\n{'job':>4} {'status':>9} {'wait':>6} {'gpu_w':>6} {'pre':>6} {'stage1':>6} {'stage2':>6} {'export':>6} "
           f"{'upload':>6} {'POST->GLB':>9} {'mono':>4} {'views':>5}")
     for i, r in enumerate(results["jobs"], 1):
-        cells = [r["wait_s"], r["preprocess"], r["stage1"], r["stage2"], r["export"], r["upload"], r["post_to_glb_s"]]
+        cells = [r["wait_s"], r.get("gpu_wait"), r["preprocess"], r["stage1"], r["stage2"], r["export"], r["upload"],
+                 r["post_to_glb_s"]]
         text = " ".join(f"{c:6.2f}" if isinstance(c, (int, float)) else f"{'-':>6}" for c in cells)
         print(f"{i:>4} {r['status']:>9} {text} {str(r['progress_monotonic'])[0]:>4} {str(r['views_during_stage2'])[0]:>5}")
+    print("stage-2 and export steps of the last job:", json.dumps(results["jobs"][-1].get("stage2_steps")),
+          json.dumps(results["jobs"][-1].get("outputs_steps")))
     print(f"workers per GPU {results.get('workers_per_gpu', 1)}: jobs/hour {results['jobs_per_hour']}, makespan {results['makespan_s']} s, GPU busy "
           f"{results['gpu_busy_percent']} %, peak reserved (heartbeat) {results['peak_gpu_reserved_gib_heartbeat']} GiB, "
           f"NVML used {results['peak_gpu_used_gib_nvml']} GiB")

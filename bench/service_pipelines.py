@@ -11,11 +11,12 @@ the work a real photo causes.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from bench.person_occupancy import person_coords
 from pipelines.base import GenerationPipelines, MultiviewOutput
 from pipelines.registry import load_pipelines
+from shared.settings import get_settings
+from worker.runtime import pipeline_load_arguments
 
 
 class PersonShapedStage1:
@@ -31,12 +32,7 @@ class PersonShapedStage1:
 
 
 def person_shaped_synchuman(device: str = "cuda") -> GenerationPipelines:
-    """The synchuman pipelines from ``SYNCHUMAN_WORKER__WEIGHTS_DIR`` with a person-shaped occupancy."""
-    pipelines = load_pipelines(
-        "synchuman",
-        weights_dir=os.environ["SYNCHUMAN_WORKER__WEIGHTS_DIR"],
-        device=device,
-        dtype=os.environ.get("SYNCHUMAN_WORKER__DTYPE") or None,
-        compile=os.environ.get("SYNCHUMAN_WORKER__COMPILE", "true").lower() == "true",
-    )
+    """The synchuman pipelines, loaded from the worker's settings as a worker loads them, with a
+    person-shaped occupancy."""
+    pipelines = load_pipelines("synchuman", **{**pipeline_load_arguments(get_settings().worker), "device": device})
     return dataclasses.replace(pipelines, stage1=PersonShapedStage1(pipelines.stage1))

@@ -121,7 +121,12 @@ class WorkerSettings(BaseModel):
     workers_per_gpu: int = Field(1, ge=1)
     """Worker processes sharing one GPU (compose runs ``SYNCHUMAN_WORKERS_PER_GPU`` replicas and passes the
     same number here): while one runs a job's CPU-bound export, another runs the next job's GPU stages.
-    Only used to size ``export_threads`` by default."""
+    Sizes ``export_threads`` by default, and above 1 the workers take turns at the GPU (``gpu_turns``)."""
+    gpu_turns: bool | None = None
+    """One worker at a time runs GPU stages (stage 1 until its job's export starts), the others wait,
+    so an export always overlaps another job's GPU stages and no two jobs share the GPU at half speed
+    (``worker.gpu_turns``).  Unset: on when ``workers_per_gpu`` is above 1.  The lock file lives in
+    ``compile_cache_dir``, which the workers of one host must share (compose's compile-cache volume)."""
     export_threads: int | None = Field(None, ge=1)
     """CPU threads one job's export may use (torch's intra-op pool and the export's parallel queries;
     ``pipelines.export.threads``).  Unset: torch's own pool size (the physical cores the process may

@@ -91,6 +91,8 @@ class ProgressReporter:
         self._last_write = 0.0
 
     def enter(self, stage: JobStage) -> None:
+        if stage is JobStage.export and self.runtime.gpu_turns is not None:
+            self.runtime.gpu_turns.give_back()  # the export is CPU work: the next job's stages may start
         self.stage = stage
         self.entered_at[stage] = time.perf_counter()
         if self.runtime.watchdog is not None:
@@ -106,6 +108,12 @@ class ProgressReporter:
             self.attempt.check()
             return
         self._write(overall_progress(self.stage, step, total))
+
+    def check(self) -> None:
+        """Raise if the run must stop (shutdown, cancel, lost job); for waits between steps."""
+        if self.runtime.shutting_down.is_set():
+            raise WorkerShuttingDown("the worker is shutting down")
+        self.attempt.check()
 
     def _write(self, progress: float) -> None:
         self._last_write = time.monotonic()
@@ -151,6 +159,8 @@ def _run_claimed(runtime: WorkerRuntime, attempt: JobAttempt, record: JobRecord)
         log.error("job failed", extra={"job_id": job_id, "error": type(exc).__name__}, exc_info=exc)
         final = attempt.fail(InternalError(INTERNAL_ERROR_MESSAGE))
     finally:
+        if runtime.gpu_turns is not None:
+            runtime.gpu_turns.give_back()
         if runtime.watchdog is not None:
             runtime.watchdog.disarm()
         job_id_var.reset(job_token)
@@ -229,6 +239,9 @@ def _generate(runtime: WorkerRuntime, attempt: JobAttempt, record: JobRecord) ->
     image = run_model(runtime.pipelines.cut_out, image)  # the person as RGBA, or no_person before any GPU work
     lap(JobStage.preprocess)
 
+    if runtime.gpu_turns is not None:
+        timings["gpu_wait"] = round(runtime.gpu_turns.take(check=progress.check), 3)
+        clock = time.perf_counter()
     progress.enter(JobStage.stage1)
     generator = torch.Generator(device="cpu").manual_seed(options.seed)
     views = run_model(runtime.pipelines.stage1, image, generator=generator, callback=progress, **asdict(stage1_options))

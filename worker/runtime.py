@@ -35,6 +35,7 @@ from shared.storage import Storage, build_storage
 from shared.storage.retrying import RetryingStorage
 from worker.attempt import Announce, JobAttempt
 from worker.gpu_memory import gpu_memory_bytes
+from worker.gpu_turns import GpuTurns, gpu_lock_name
 from worker.watchdog import StageWatchdog, stage_limits
 from worker.webhooks import announcer
 
@@ -56,6 +57,8 @@ class WorkerRuntime:
     metrics: JobMetrics | None = None
     watchdog: StageWatchdog | None = None
     """Per-stage time limits (``worker.watchdog``); fails the job with ``timeout`` and recycles the process."""
+    gpu_turns: GpuTurns | None = None
+    """This worker's turn at a GPU it shares with other workers (``worker.gpu_turns``); None: not shared."""
     shutting_down: threading.Event = field(default_factory=threading.Event)
     """Set on SIGTERM: the running job stops at its next step and is requeued for another worker."""
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -94,13 +97,15 @@ class WorkerRuntime:
                       announce=announce or announcer(celery_producer(settings)))
         runtime.metrics = JobMetrics(client, prefix=settings.redis.key_prefix)
         runtime.watchdog = StageWatchdog(stage_limits(settings.watchdog), runtime.fail_timed_out).start()
+        runtime.gpu_turns = _gpu_turns(worker, pipelines.device)
         runtime.beat()
         runtime._thread = threading.Thread(target=runtime._beat_forever, name="heartbeat", daemon=True)
         runtime._thread.start()
         log.info(
             "worker warm",
             extra={"worker_id": heartbeat.worker_id, "pipeline": pipelines.name, "load_s": pipelines.load_timings,
-                   "export_threads": export_threads},
+                   "export_threads": export_threads,
+                   "gpu_turns": str(runtime.gpu_turns.lock_path) if runtime.gpu_turns else None},
         )
         return runtime
 
@@ -166,22 +171,41 @@ def _load_pipelines(worker: WorkerSettings, pipelines: GenerationPipelines | Non
     from pipelines.registry import load_pipelines
 
     log.info("loading pipelines", extra={"pipeline": worker.pipeline, "device": worker.device})
-    return load_pipelines(
-        worker.pipeline, weights_dir=worker.weights_dir, device=worker.device, dtype=worker.dtype,
-        compile=worker.compile, compile_cache_dir=_compile_cache_dir(worker),
-        segmenter=worker.segmenter, segmenter_model=worker.segmenter_model,
-    )
+    return load_pipelines(worker.pipeline, **pipeline_load_arguments(worker))
+
+
+def pipeline_load_arguments(worker: WorkerSettings) -> dict:
+    """``pipelines.registry.load_pipelines``'s keyword arguments from the worker's settings."""
+    return {
+        "weights_dir": worker.weights_dir, "device": worker.device, "dtype": worker.dtype,
+        "compile": worker.compile, "compile_cache_dir": _compile_cache_dir(worker),
+        "segmenter": worker.segmenter, "segmenter_model": worker.segmenter_model,
+    }
 
 
 def _compile_cache_dir(worker: WorkerSettings) -> Path | None:
     """Where compiled networks are kept between starts; None compiles in each process."""
     if not (worker.compile and worker.compile_ahead_of_time):
         return None
+    return _shared_cache_dir(worker)
+
+
+def _shared_cache_dir(worker: WorkerSettings) -> Path:
+    """The folder every worker of the host shares: ``compile_cache_dir``, else the default under
+    ``TORCHINDUCTOR_CACHE_DIR`` (the compile-cache volume in compose)."""
     if worker.compile_cache_dir is not None:
         return worker.compile_cache_dir
     from pipelines.synchuman.aot_package import default_cache_dir
 
     return default_cache_dir()
+
+
+def _gpu_turns(worker: WorkerSettings, device: str) -> GpuTurns | None:
+    """The turn-taking lock when workers share the GPU (``gpu_turns``, by default above one worker)."""
+    enabled = worker.gpu_turns if worker.gpu_turns is not None else worker.workers_per_gpu > 1
+    if not enabled:
+        return None
+    return GpuTurns(_shared_cache_dir(worker) / f"{gpu_lock_name(device)}.lock")
 
 
 @contextmanager

@@ -136,7 +136,8 @@ def export_textured_mesh(
     ``mesh`` is in the official z-up frame.  ``bake_steps`` overrides the
     number of texture optimisation steps (official: 1000).  Without ``config``,
     ``ExportConfig.for_device(device)`` chooses the view counts and step count.  ``callback("export",
-    step, total)`` is called after each bake step and may raise to cancel.
+    step, total)`` is called as the export begins and after each phase (step 0), then after each
+    bake step, and may raise to cancel.
     ``cpu_timings``, if given, receives the CPU seconds (all threads) of every
     phase and sub-phase ``MeshOutput.timings`` lists.  It runs on the process's
     export threads (``pipelines.export.threads``).
@@ -147,16 +148,24 @@ def export_textured_mesh(
     timings: dict[str, float] = {}
     clock = PhaseClock(torch_device, timings, cpu_timings)
 
+    def phase_done() -> None:  # the export has begun (a worker switches the job's stage now); may raise to cancel
+        if callback is not None:
+            callback("export", 0, bake_config.steps)
+
+    phase_done()
     simplified = simplify_mesh(mesh, simplify) if simplify > 0 else mesh
     clock.lap("simplify")
+    phase_done()
     cleaned = simplified
     if config.hole_fill is not None:
         cleaned = remove_inner_faces(
             simplified, config.hole_fill, device=torch_device, timings=timings, cpu_timings=cpu_timings
         )
     clock.lap("holes")
+    phase_done()
     unwrapped, uvs, sources = unwrap_uv(cleaned, resolution=texture_size, return_sources=True)
     clock.lap("uv")
+    phase_done()
     observations = stage1_observations(views, config, torch_device)
     if gaussians is not None and config.gaussian_views > 0:
         observations += gaussian_observations(gaussians, config, torch_device)

@@ -25,13 +25,19 @@ from pipelines.outputs.model import TexturedModel, load_glb
 from pipelines.outputs.obj import obj_zip_bytes
 from pipelines.outputs.previews import thumbnail, turntable
 from pipelines.outputs.render import ModelRenderer
-from pipelines.outputs.usdz import usdz_bytes
 
 MODEL_FORMATS = ("glb", "usdz", "obj")
 """Formats a job may ask for; the GLB is always made (every other output starts from it)."""
 
+def _usdz_bytes(model: TexturedModel) -> bytes:
+    """``output.usdz``; USD (usd-core, ~35 MB) is imported on the first job that asks for it."""
+    from pipelines.outputs.usdz import usdz_bytes
+
+    return usdz_bytes(model)
+
+
 FORMAT_FILES: dict[str, tuple[str, Callable[[TexturedModel], bytes]]] = {
-    "usdz": ("output.usdz", usdz_bytes),
+    "usdz": ("output.usdz", _usdz_bytes),
     "obj": ("output_obj.zip", obj_zip_bytes),
 }
 """Format -> (file name, writer) of the formats made on request."""
