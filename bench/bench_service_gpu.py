@@ -356,8 +356,8 @@ def main() -> None:
     parser.add_argument("--precompile", action="store_true",
                         help="TORCH_CACHING_PRECOMPILE=1: also keep Dynamo's traced graphs in the cache (torch's "
                         "experimental precompile); falls back without it if the worker fails to start")
-    parser.add_argument("--jit-compile", action="store_true",
-                        help="torch.compile in each worker process instead of the ahead-of-time packages")
+    parser.add_argument("--aot-compile", action="store_true",
+                        help="the experimental ahead-of-time packages instead of torch.compile in each worker")
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--workers-per-gpu", type=int, default=1,
                         help="worker processes sharing the GPU for the jobs (one job's CPU-bound export "
@@ -378,8 +378,8 @@ def main() -> None:
         "SYNCHUMAN_WORKER__WORKERS_PER_GPU": str(args.workers_per_gpu),  # each worker's share of the cores
         "TORCHINDUCTOR_CACHE_DIR": str(cache),
     })
-    if args.jit_compile:
-        env["SYNCHUMAN_WORKER__COMPILE_AHEAD_OF_TIME"] = "false"
+    if args.aot_compile:
+        env["SYNCHUMAN_WORKER__COMPILE_AHEAD_OF_TIME"] = "true"
     if args.precompile:
         env["TORCH_CACHING_PRECOMPILE"] = "1"
     if args.pipeline == "synchuman" and not args.random_occupancy:

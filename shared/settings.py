@@ -90,10 +90,11 @@ class WorkerSettings(BaseModel):
     compile: bool = True
     """On CUDA, compile the stage-1 network and VAE decoder at worker start (stage 1 about 25 %
     faster on an H100).  Ignored on the CPU."""
-    compile_ahead_of_time: bool = True
-    """Compile into AOTInductor packages kept in ``compile_cache_dir``: the first start builds them
-    (minutes), every later start loads them in seconds.  False: ``torch.compile`` in each process,
-    whose Dynamo tracing repeats on every start even with Inductor's cache kept."""
+    compile_ahead_of_time: bool = False
+    """Experimental, off: compile into AOTInductor packages kept in ``compile_cache_dir``, built on the
+    first start and loaded on later ones (``pipelines.synchuman.aot_package``).  On an H200 with torch
+    2.11 the full-size network's build took 232 s and the worker then crashed (SIGSEGV) loading it, so
+    workers ``torch.compile`` in each process, whose Dynamo tracing repeats on every start."""
     compile_cache_dir: Path | None = None
     """Where the packages are kept; default ``$TORCHINDUCTOR_CACHE_DIR/synchuman-aot`` (in the image,
     ``/cache/inductor/synchuman-aot`` on the compile-cache volume)."""

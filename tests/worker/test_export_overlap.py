@@ -39,6 +39,8 @@ from tests.worker.slow_export_pipelines import EXPORT_STEP_S, EXPORT_STEPS, LONG
 pytestmark = pytest.mark.slow
 
 WORKERS_PER_GPU = 2
+TURN_SLACK_S = 0.5
+"""Clock and write-order slack between two workers' stamps of one hand-over of the GPU."""
 FACTORY = "tests.worker.slow_export_pipelines:load_preview_with_slow_export"
 FAST_OPTIONS = {"texture_size": 512, "simplify": 0.95}
 """A short preview job on a CPU-only test machine."""
@@ -183,6 +185,13 @@ def test_two_jobs_submitted_together_overlap_one_export_with_the_other_jobs_stag
           f"makespan {max(j['finished_at'] for j in jobs) - min(j['started_at'] for j in jobs):.1f} s, "
           f"one job alone {a['finished_at'] - a['started_at']:.1f} s")
     assert b["stage_started_at"]["stage1"] < a_export_end
+
+    # The workers took turns at the GPU (gpu_turns, on with two workers per GPU): B's stages began
+    # only when A's export began (the stamps come from two processes: a little slack), and B's
+    # record says how long it waited for its turn.
+    assert b["stage_started_at"]["stage1"] >= a_export_start - TURN_SLACK_S
+    assert b["timings"]["gpu_wait"] >= a_export_start - a["stage_started_at"]["stage1"] - TURN_SLACK_S
+    assert a["timings"]["gpu_wait"] < TURN_SLACK_S
 
     # Each of the two workers ran one of them.
     assert {w["pid"]: w["jobs_done"] - done_before[w["pid"]] for w in stack.live_workers()} == {

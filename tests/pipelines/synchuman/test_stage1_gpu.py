@@ -54,14 +54,10 @@ def test_reduced_precision_forward_close_to_float32(parity_dir, dtype):
 
 @pytest.mark.parametrize(
     ("dtype", "mode"),
-    [
-        (torch.float16, "eager"), (torch.float16, "graph"), (torch.bfloat16, "graph"), (torch.float16, "compiled"),
-        (torch.float16, "ahead-of-time"),
-    ],
-    ids=["float16-eager", "float16-graph-channels-last", "bfloat16-graph-channels-last", "float16-compiled",
-         "float16-ahead-of-time"],
+    [(torch.float16, "eager"), (torch.float16, "graph"), (torch.bfloat16, "graph"), (torch.float16, "compiled")],
+    ids=["float16-eager", "float16-graph-channels-last", "bfloat16-graph-channels-last", "float16-compiled"],
 )
-def test_reduced_precision_three_step_run_close_to_float32(parity_dir, dtype, mode, tmp_path):
+def test_reduced_precision_three_step_run_close_to_float32(parity_dir, dtype, mode):
     onestage = parity_dir / "onestage"
     golden = load_file(onestage / "golden/pipeline_run_model_3steps.safetensors")
     pipe = SyncHumanStage1Pipeline.from_pretrained(
@@ -71,14 +67,10 @@ def test_reduced_precision_three_step_run_close_to_float32(parity_dir, dtype, mo
     pipe.set_cuda_graph(mode == "graph")
     if mode == "compiled":
         pipe.compile()
-    if mode == "ahead-of-time":
-        pipe.compile(cache_dir=tmp_path)
-        pipe.warm_up()
-        assert sorted(pipe._networks) == ["stage1-denoiser", "stage1-vae-decoder"], "fell back to torch.compile"
     conditions, _ = pipe.encode_conditions(Image.open(onestage / "input.png"))
     noise = Stage1Noise(multiview=golden["rng.01"], structure=golden["rng.02"])
     latents, structure = pipe.sample(conditions, noise, num_inference_steps=3)
-    decoded = pipe.decode_views(latents)  # the VAE decoder is compiled too in the compiled modes
+    decoded = pipe.decode_views(latents)  # the VAE decoder is compiled too in "compiled" mode
     errors = (
         relative_error(latents / 0.18215, golden["final.latents_div_scaling"]),
         relative_error(structure, golden["final.trellis_latent"]),
