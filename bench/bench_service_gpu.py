@@ -48,16 +48,7 @@ from pathlib import Path
 import httpx
 
 from client.sdk import SyncHumanClient
-from client.stack import (
-    RedisServer,
-    ServiceProcess,
-    answers_http,
-    api_process,
-    free_port,
-    stop_all,
-    wait_until,
-    worker_process,
-)
+from client.stack import RedisServer, ServiceProcess, ServiceStack, answers_http, wait_until
 from shared.jobs import STAGE_PROGRESS, JobStage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,66 +60,65 @@ STAGE1_PROGRESS = STAGE_PROGRESS[JobStage.stage1]
 # -- processes -----------------------------------------------------------------------------------------
 
 
-@dataclass
 class Service:
-    """Redis, the API and (re)startable workers under one state folder (``client.stack``)."""
+    """Redis and the API under one state folder, with (re)startable workers: a ``client.stack.ServiceStack``
+    whose processes log to ``{state}/logs``; worker ``NAME`` logs to ``worker-NAME.log``."""
 
-    state: Path
-    env: dict[str, str]
-    processes: list[ServiceProcess] = field(default_factory=list)
-    workers: list[ServiceProcess] = field(default_factory=list)
-    url: str = ""
+    def __init__(self, state: Path, env: dict[str, str]) -> None:
+        """``env``: the variables the API and workers get beyond the stack's own."""
+        self.state = state
+        self.settings = env
+        self.redis: RedisServer | None = None
+        self.stack: ServiceStack | None = None
+
+    @property
+    def url(self) -> str:
+        return self.stack.api_url
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment later workers start with (a setting dropped here is not passed to them)."""
+        return self.stack.env
+
+    @property
+    def workers(self) -> list[ServiceProcess]:
+        return self.stack.workers
 
     def start(self) -> None:
         logs = self.state / "logs"
-        api_port = free_port()
-        self.url = f"http://127.0.0.1:{api_port}"
-        redis_server = RedisServer(self.state, aof=False, log_dir=logs)
-        self.processes.append(redis_server.process)
-        redis_server.start()
-        self.env.update({
-            "SYNCHUMAN_REDIS__URL": redis_server.url,
-            "SYNCHUMAN_STORAGE__BACKEND": "local",
-            "SYNCHUMAN_STORAGE__LOCAL_DIR": str(self.state / "storage"),
-            "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": self.url,
-            "SYNCHUMAN_STORAGE__SIGNING_SECRET": os.urandom(16).hex(),
-            "SYNCHUMAN_WEBHOOKS__SECRET": "whsec_" + os.urandom(24).hex(),
-        })
-        self.processes.append(api_process("api", self.env, logs, api_port, "--log-level", "warning").start())
-        wait_until(lambda: answers_http(self.url + "/healthz"), 60, "the API to answer", interval=0.2)
+        try:
+            self.redis = RedisServer(self.state, aof=False, log_dir=logs).start()
+            self.stack = ServiceStack(self.state, self.redis.url, log_dir=logs,
+                                      **{"SYNCHUMAN_STORAGE__BACKEND": "local", **self.settings})
+            self.stack.start_api("--log-level", "warning", timeout=60)
+        except BaseException:
+            self.stop()
+            raise
 
     def start_worker(self, name: str, timeout: float = 900) -> float:
         """Start one more worker; returns seconds from its process start until ``/readyz`` lists it warm."""
         started = time.perf_counter()
-        worker = worker_process(f"worker-{name}", self.env, self.state / "logs").start()
-        self.processes.append(worker)
-        self.workers.append(worker)
+        worker = self.stack.start_worker(name=f"worker-{name}")
 
         def ready() -> bool:
             worker.check_alive()
-            return self.warm_workers() >= len(self.workers)
+            return self.stack.warm_workers() >= len(self.workers)
 
-        wait_until(ready, timeout, "the worker to be ready", interval=0.1)
+        wait_until(ready, timeout, "the worker to be ready", interval=0.1, errors=(httpx.HTTPError, KeyError, ValueError))
         return time.perf_counter() - started
 
-    def warm_workers(self) -> int:
-        try:
-            body = httpx.get(self.url + "/readyz", timeout=5, trust_env=False).json()
-        except (httpx.HTTPError, ValueError):
-            return 0
-        return sum(w.get("state") in ("warm", "busy") for w in body.get("workers", []))
-
     def stop_workers(self) -> None:
-        for worker in self.workers:
-            worker.stop(timeout=60)
-            self.processes.remove(worker)
-        self.workers.clear()
+        self.stack.stop_workers(timeout=60)
         wait_until(lambda: not answers_http(self.url + "/readyz"), 60, "the stopped workers' heartbeats to go",
                    interval=0.2)
 
     def stop(self) -> None:
-        stop_all(self.processes)
-        self.processes.clear()
+        try:
+            if self.stack is not None:
+                self.stack.stop()
+        finally:
+            if self.redis is not None:
+                self.redis.stop()
 
     def load_log(self, name: str) -> str:
         """The worker's start-up line with its load phases (written just after it turns ready)."""
@@ -368,16 +358,15 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUMAN_")}
     cache = args.state / "inductor-cache"
-    env.update({
+    env = {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "SYNCHUMAN_WORKER__DEVICE": args.device,
         "SYNCHUMAN_WORKER__COMPILE": "true",
         "SYNCHUMAN_WORKER__WEIGHTS_DIR": str(args.weights),
         "SYNCHUMAN_WORKER__WORKERS_PER_GPU": str(args.workers_per_gpu),  # each worker's share of the cores
         "TORCHINDUCTOR_CACHE_DIR": str(cache),
-    })
+    }
     if args.aot_compile:
         env["SYNCHUMAN_WORKER__COMPILE_AHEAD_OF_TIME"] = "true"
     if args.precompile:

@@ -170,8 +170,9 @@ class ServiceProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def stop_all(processes: list[ServiceProcess]) -> None:
-    """Stop the processes one by one, the last started first, each waited for (SIGTERM, then SIGKILL).
+def stop_all(processes: list[ServiceProcess], timeout: float = 15) -> None:
+    """Stop the processes one by one, the last started first, each waited for (SIGTERM, then SIGKILL
+    after ``timeout`` s).
 
     In order, so that what a process needs while it stops (a worker handing its job
     back needs Redis) is still there.  A second Ctrl-C while waiting does not leave
@@ -180,7 +181,7 @@ def stop_all(processes: list[ServiceProcess]) -> None:
     remaining = list(reversed(processes))
     try:
         while remaining:
-            remaining[0].stop()
+            remaining[0].stop(timeout)
             remaining.pop(0)
     finally:
         for process in remaining:
@@ -338,11 +339,14 @@ class ServiceStack:
     stacks can share one Redis), with local storage under ``workdir`` unless ``settings`` say otherwise.
 
     The tests and benchmarks build their stacks from this; ``settings`` are ``SYNCHUMAN_*``
-    variables (a worker may add its own).
+    variables, or any other variable the processes need (a worker may add its own).  Each
+    process logs to ``{name}.log`` in ``log_dir`` (``workdir`` unless given).
     """
 
-    def __init__(self, workdir: Path, redis_url: str, *, prefix: str | None = None, **settings: str) -> None:
+    def __init__(self, workdir: Path, redis_url: str, *, prefix: str | None = None, log_dir: Path | None = None,
+                 **settings: str) -> None:
         self.workdir = Path(workdir)
+        self.log_dir = Path(log_dir) if log_dir is not None else self.workdir
         self.prefix = prefix or f"s{free_port()}"
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}"
@@ -357,17 +361,29 @@ class ServiceStack:
         self.workers: list[ServiceProcess] = []
 
     def start_api(self, *options: str, timeout: float = 30) -> ServiceStack:
-        self.api = api_process(f"api-{self.prefix}", self.env, self.workdir, self.port, *options).start()
+        self.api = api_process(f"api-{self.prefix}", self.env, self.log_dir, self.port, *options).start()
         wait_until(lambda: answers_http(f"{self.api_url}/healthz"), timeout, "the API")
         return self
 
-    def start_worker(self, *, queues: str = "gpu,webhooks", pool: str = "solo", concurrency: int = 1,
-                     **settings: str) -> ServiceProcess:
-        name = f"worker{len(self.workers) + 1}-{self.prefix}"
-        worker = worker_process(name, {**self.env, **settings}, self.workdir, queues=queues, pool=pool,
+    def start_worker(self, *, name: str | None = None, queues: str = "gpu,webhooks", pool: str = "solo",
+                     concurrency: int = 1, **settings: str) -> ServiceProcess:
+        """Start one more Celery worker with the stack's environment plus ``settings``.
+
+        ``name`` names its Celery node and its log file (default: ``worker{N}-{prefix}``).
+        """
+        name = name or f"worker{len(self.workers) + 1}-{self.prefix}"
+        worker = worker_process(name, {**self.env, **settings}, self.log_dir, queues=queues, pool=pool,
                                 concurrency=concurrency).start()
         self.workers.append(worker)
         return worker
+
+    def stop_workers(self, timeout: float = 15) -> None:
+        """Stop every worker, the last started first, each waited for (SIGTERM, then SIGKILL after
+        ``timeout`` s); the API keeps running and later workers may be started."""
+        try:
+            stop_all(self.workers, timeout)
+        finally:
+            self.workers.clear()
 
     def warm_workers(self) -> int:
         """How many workers ``/readyz`` lists with their pipelines loaded."""
