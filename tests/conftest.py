@@ -17,12 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from client.stack import RedisServer, SeaweedS3, api_process, free_port, service_env, wait_until, worker_process
-from shared.webhook_signature import generate_secret
-from tests.support.lifecycle_stack import JOB_TIMEOUT_S, PREFIX, RETRY_ENV, LifecycleStack, submit
+from client.stack import RedisServer, SeaweedS3
+from tests.support.lifecycle_stack import LifecycleStack, start_lifecycle_stack, submit
 from tests.support.requirements import require_shared
 from tests.support.service_stack import (
     MAX_PIXELS,
@@ -141,41 +139,13 @@ def receiver() -> Iterator[WebhookReceiver]:
 def lifecycle_stack(tmp_path_factory, receiver) -> Iterator[LifecycleStack]:
     workdir = tmp_path_factory.mktemp("lifecycle")
     redis_server = RedisServer(workdir, aof=False).start()
-    port = free_port()
-    secret = generate_secret()
-    env = service_env(
-        redis_server.url,
-        SYNCHUMAN_REDIS__KEY_PREFIX=PREFIX,
-        SYNCHUMAN_STORAGE__LOCAL_DIR=str(workdir / "storage"),
-        SYNCHUMAN_STORAGE__PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-        SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S="0.5",
-        SYNCHUMAN_WORKER__HEARTBEAT_TTL_S="5",
-        SYNCHUMAN_WEBHOOKS__SECRET=secret,
-        SYNCHUMAN_WEBHOOKS__ALLOW_HOSTS='["127.0.0.1"]',
-        SYNCHUMAN_API__GENERATE_TIMEOUT_S=str(JOB_TIMEOUT_S),
-        **RETRY_ENV,
-    )
-    processes = [
-        worker_process("gpu-worker", env, workdir, queues="gpu"),
-        worker_process("webhook-worker", env, workdir, queues="webhooks", pool="threads", concurrency=4),
-        api_process("api", env, workdir, port),
-    ]
-    stack = LifecycleStack(f"http://127.0.0.1:{port}", redis_server.url, secret, workdir / "storage", receiver, processes)
     try:
-        for process in processes:
-            process.start()
-
-        def ready() -> bool:
-            for process in processes:
-                if not process.alive():
-                    raise AssertionError(f"{process.name} exited:\n{process.output()[-3000:]}")
-            return httpx.get(f"{stack.api_url}/readyz", timeout=5).status_code == 200
-
-        wait_until(ready, 180, "a warm worker behind the API", interval=0.3, errors=(httpx.HTTPError,))
-        yield stack
+        stack = start_lifecycle_stack(workdir, redis_server.url, receiver)
+        try:
+            yield stack
+        finally:
+            stack.services.stop()
     finally:
-        for process in processes:
-            process.stop()
         redis_server.stop()
 
 

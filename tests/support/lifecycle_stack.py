@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from client.stack import ServiceProcess, wait_until
+from client.stack import ServiceStack, wait_until
 from tests.support.webhook_receiver import WebhookReceiver
 
 FAST_OPTIONS = {"texture_size": 512, "simplify": 0.95, "stage1_steps": 2, "stage2_steps": 2}
@@ -37,12 +37,24 @@ JOB_TIMEOUT_S = 240.0
 
 @dataclass
 class LifecycleStack:
-    api_url: str
+    """The running stack: its processes (``services``), its Redis and the webhook receiver."""
+
+    services: ServiceStack
     redis_url: str
-    secret: str
-    storage_dir: Path
     receiver: WebhookReceiver
-    processes: list[ServiceProcess]
+
+    @property
+    def api_url(self) -> str:
+        return self.services.api_url
+
+    @property
+    def secret(self) -> str:
+        """The webhook signing secret the stack was started with."""
+        return self.services.env["SYNCHUMAN_WEBHOOKS__SECRET"]
+
+    @property
+    def storage_dir(self) -> Path:
+        return Path(self.services.env["SYNCHUMAN_STORAGE__LOCAL_DIR"])
 
     def client(self, timeout: float = 30.0) -> httpx.Client:
         return httpx.Client(base_url=self.api_url, timeout=timeout, trust_env=False)
@@ -59,7 +71,32 @@ class LifecycleStack:
             )
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name} ---\n{p.output()[-4000:]}" for p in self.processes)
+        return self.services.logs()
+
+
+def start_lifecycle_stack(workdir: Path, redis_url: str, receiver: WebhookReceiver) -> LifecycleStack:
+    """The API, a GPU-queue worker and a webhook worker (4 threads) under key prefix :data:`PREFIX`,
+    waited for until ``/readyz`` reports a warm worker; stopped with ``stack.services.stop()``."""
+    services = ServiceStack(
+        workdir,
+        redis_url,
+        prefix=PREFIX,
+        SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S="0.5",
+        SYNCHUMAN_WORKER__HEARTBEAT_TTL_S="5",
+        SYNCHUMAN_WEBHOOKS__ALLOW_HOSTS='["127.0.0.1"]',
+        SYNCHUMAN_API__GENERATE_TIMEOUT_S=str(JOB_TIMEOUT_S),
+        **RETRY_ENV,
+    )
+    try:
+        services.start_worker(name="gpu-worker", queues="gpu")
+        services.start_worker(name="webhook-worker", queues="webhooks", pool="threads", concurrency=4)
+        services.start_api()
+        services.wait_ready(timeout=180)
+    except BaseException as exc:
+        logs = services.logs()
+        services.stop()
+        raise RuntimeError(f"the lifecycle stack did not start: {exc}\n{logs}") from exc
+    return LifecycleStack(services, redis_url, receiver)
 
 
 def submit(stack: LifecycleStack, photo: Path, *, options: dict | None = None, headers: dict | None = None,
