@@ -1,8 +1,8 @@
 """The real local stack and a real headless Chromium for the web page's tests.
 
-One stack per session: ``redis-server`` on a free loopback port, the API under
-uvicorn, and one Celery worker (solo pool) with the CPU preview pipeline, all
-sharing a temporary local-storage folder.  The browser is Debian's
+One stack per package (``client.stack.ServiceStack``): ``redis-server`` on a free
+loopback port, the API under uvicorn, and one Celery worker (solo pool) with the
+CPU preview pipeline, all sharing a temporary local-storage folder.  The browser is Debian's
 ``/usr/bin/chromium`` driven by Playwright (no browser download); WebGL runs
 on SwiftShader so ``<model-viewer>`` renders without a GPU.
 
@@ -19,17 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from client.stack import (
-    REPO_ROOT,
-    RedisServer,
-    ServiceProcess,
-    api_process,
-    free_port,
-    service_env,
-    stop_all,
-    wait_for_readyz,
-    worker_process,
-)
+from client.stack import REPO_ROOT, RedisServer, ServiceStack
 from tests.support.requirements import unavailable
 
 CHROMIUM = os.environ.get("SYNCHUMAN_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -46,15 +36,20 @@ ARTIFACTS_DIR = REPO_ROOT / "test-artifacts" / "browser"
 STACK_START_TIMEOUT_S = 90.0
 
 
+SETTINGS = {"SYNCHUMAN_STORAGE__BACKEND": "local", "SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S": "1"}
+"""The stack's settings beyond ``ServiceStack``'s defaults."""
+
+
 @dataclass
 class LocalStack:
     """The running services and where to reach them."""
 
-    base_url: str
+    services: ServiceStack
     redis_url: str
-    workdir: Path
-    env: dict[str, str]
-    """The environment every process of the stack runs with."""
+
+    @property
+    def base_url(self) -> str:
+        return self.services.api_url
 
 
 @pytest.fixture(scope="package")
@@ -63,34 +58,23 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         unavailable("redis-server is not installed (apt-get install redis-server)")
     workdir = tmp_path_factory.mktemp("browser-stack")
     redis_server = RedisServer(workdir, aof=False).start()
-    api_port = free_port()
-    base_url = f"http://127.0.0.1:{api_port}"
-    env = service_env(
-        redis_server.url,
-        inherit_settings=True,
-        SYNCHUMAN_STORAGE__BACKEND="local",
-        SYNCHUMAN_STORAGE__LOCAL_DIR=str(workdir / "storage"),
-        SYNCHUMAN_STORAGE__PUBLIC_BASE_URL=base_url,
-        SYNCHUMAN_WORKER__HEARTBEAT_INTERVAL_S="1",
-    )
-    processes = [api_process("api", env, workdir, api_port), worker_process("worker", env, workdir)]
+    services = ServiceStack(workdir, redis_server.url, **SETTINGS)
     try:
-        for process in processes:
-            process.start()
-        _wait_ready(base_url, processes, "the local stack")
-        yield LocalStack(base_url=base_url, redis_url=redis_server.url, workdir=workdir, env=env)
+        services.start_api()
+        services.start_worker()
+        _wait_ready(services, "the local stack")
+        yield LocalStack(services=services, redis_url=redis_server.url)
     finally:
-        stop_all(processes)
+        services.stop()
         redis_server.stop()
 
 
-def _wait_ready(base_url: str, processes: list[ServiceProcess], what: str) -> None:
+def _wait_ready(services: ServiceStack, what: str) -> None:
     """Wait for ``/readyz``; a process that exits meanwhile fails at once, with the logs' tails."""
     try:
-        wait_for_readyz(base_url, processes, STACK_START_TIMEOUT_S, f"{what} (/readyz)", interval=0.2)
+        services.wait_ready(STACK_START_TIMEOUT_S)
     except (RuntimeError, TimeoutError) as exc:
-        tails = "\n".join(f"--- {p.name}.log\n" + p.output()[-3000:] for p in processes)
-        raise RuntimeError(f"{exc}\n{tails}") from None
+        raise RuntimeError(f"{what}: {exc}\n{services.logs()}") from None
 
 
 @pytest.fixture(scope="package")
@@ -163,19 +147,22 @@ class KeyedApi:
 
 @pytest.fixture(scope="package")
 def keyed_api(local_stack: LocalStack) -> Iterator[KeyedApi]:
+    """An API that requires a key, on the local stack's Redis, key prefix, storage and secrets (its worker
+    serves both APIs)."""
     import redis
 
     from shared.auth import KeyStore
 
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**local_stack.env, "SYNCHUMAN_AUTH__ENABLED": "true", "SYNCHUMAN_STORAGE__PUBLIC_BASE_URL": base_url}
-    api = api_process("api-keyed", env, local_stack.workdir, port).start()
+    local = local_stack.services
+    secrets = {name: local.env[name] for name in ("SYNCHUMAN_STORAGE__SIGNING_SECRET", "SYNCHUMAN_WEBHOOKS__SECRET")}
+    keyed = ServiceStack(local.workdir, local_stack.redis_url, prefix=local.prefix, log_dir=local.workdir / "keyed",
+                         **SETTINGS, **secrets, SYNCHUMAN_AUTH__ENABLED="true")
     try:
-        _wait_ready(base_url, [api], "the keyed API")
+        keyed.start_api()
+        _wait_ready(keyed, "the keyed API")
         client = redis.Redis.from_url(local_stack.redis_url)
-        token = KeyStore(client, prefix=env.get("SYNCHUMAN_REDIS__KEY_PREFIX", "synchuman")).create("web page").token
+        token = KeyStore(client, prefix=keyed.prefix).create("web page").token
         client.close()
-        yield KeyedApi(base_url=base_url, token=token)
+        yield KeyedApi(base_url=keyed.api_url, token=token)
     finally:
-        api.stop()
+        keyed.stop()
