@@ -69,7 +69,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     with stack:
         print(f"ready: {stack.url}  (API docs at {stack.url}/docs; Ctrl-C stops)", flush=True)
         try:
-            while all(p.poll() is None for p in stack.processes):
+            while all(p.alive() for p in stack.processes):
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
