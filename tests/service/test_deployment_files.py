@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 import shutil
+from pathlib import Path
 import subprocess
 
 import pytest

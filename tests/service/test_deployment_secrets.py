@@ -8,6 +8,7 @@ before it serves or consumes anything, naming the variable to set.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest

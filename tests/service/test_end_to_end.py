@@ -15,7 +15,7 @@ import trimesh
 
 from client.sdk import SyncHumanClient
 from client.stack import wait_until
-from tests.support.service_stack import FAST_OPTIONS, MESH_PREVIEWS, WEBHOOK_SECRET
+from tests.support.service_stack import FAST_OPTIONS, MESH_PREVIEWS, WEBHOOK_SECRET, poll_until_finished
 from shared.storage.s3 import S3Storage
 
 pytestmark = pytest.mark.slow
