@@ -149,9 +149,13 @@ def lifecycle_stack(tmp_path_factory, receiver) -> Iterator[LifecycleStack]:
         redis_server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def webhook_job(lifecycle_stack, sample_photo) -> dict:
-    """A job subscribed to every webhook event (at ``/hooks/all``), run to success."""
+    """A job subscribed to every webhook event (at ``/hooks/all``), run to success.
+
+    One per module: a signature is refused once its call is five minutes old, and other
+    modules run between two that use the job."""
+    lifecycle_stack.receiver.forget("/hooks/all")
     created = submit(
         lifecycle_stack,
         sample_photo,

@@ -38,6 +38,11 @@ class WebhookReceiver:
         with self._lock:
             return [call for call in self.calls if call.path == path]
 
+    def forget(self, path: str) -> None:
+        """Drop the calls recorded to ``path`` (before a new job reuses it)."""
+        with self._lock:
+            self.calls = [call for call in self.calls if call.path != path]
+
     def start(self) -> WebhookReceiver:
         receiver = self
 
